@@ -1,21 +1,34 @@
 //! Project automation: `cargo xtask ci`, `cargo xtask bench`, firmware builds.
 //!
-//! Everything CI does is here, in Rust, so that `.ci/run` and a developer run
-//! exactly the same steps.
+//! Everything CI does lives here, in Rust, so that `.ci/run` and a developer
+//! at their desk run exactly the same steps. `ci` installs what a fresh
+//! machine lacks (rustup targets, Debian packages) before it starts.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                 fmt, clippy, tests, no_std/riscv builds, soft-float check
+  bench [WHAT] [--json]
+                     benchmarks; WHAT is one of: metering, store (default: all)
+  install-deps       install the Debian packages and rustup targets CI needs
+";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("help") | None => {
-            println!("usage: cargo xtask <ci>");
+        Some("bench") => bench(&args[1..]),
+        Some("install-deps") => install_deps(),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{USAGE}");
             Ok(())
         }
-        Some(other) => bail!("unknown xtask `{other}`; try `cargo xtask help`"),
+        Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
     }
 }
 
@@ -27,25 +40,65 @@ fn root() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("xtask: running {cmd:?}");
+    eprintln!("xtask: {}", describe(cmd));
     let status = cmd
-        .current_dir(root())
         .status()
-        .with_context(|| format!("could not start {cmd:?}"))?;
+        .with_context(|| format!("could not start `{}`", describe(cmd)))?;
     if !status.success() {
-        bail!("{cmd:?} failed with {status}");
+        bail!("`{}` failed ({status})", describe(cmd));
     }
     Ok(())
 }
 
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
 }
 
 const RISCV: &str = "riscv32imc-unknown-none-elf";
 
-/// Installs the bare-metal RISC-V target if rustup does not have it yet.
-fn ensure_riscv_target() -> Result<()> {
+/// Debian packages the test suite and benches need, keyed by a program that
+/// proves the package is there.
+const DEBIAN_DEPS: &[(&str, &str)] = &[
+    ("qemu-system-riscv32", "qemu-system-misc"),
+    ("clang", "clang"),
+    ("mosquitto", "mosquitto"),
+];
+
+fn have_program(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| dir.join(name).is_file())
+}
+
+fn have_libclang() -> bool {
+    [
+        "/usr/lib/llvm-14/lib",
+        "/usr/lib/llvm-15/lib",
+        "/usr/lib/llvm-16/lib",
+        "/usr/lib/x86_64-linux-gnu",
+    ]
+    .iter()
+    .any(|d| {
+        std::fs::read_dir(d).is_ok_and(|mut it| {
+            it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libclang")))
+        })
+    })
+}
+
+/// Installs missing rustup components/targets and Debian packages.
+fn install_deps() -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -53,10 +106,46 @@ fn ensure_riscv_target() -> Result<()> {
     if !String::from_utf8_lossy(&out.stdout).contains(RISCV) {
         run(Command::new("rustup").args(["target", "add", RISCV]))?;
     }
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .context("rustup component list failed")?;
+    if !String::from_utf8_lossy(&out.stdout).contains("llvm-tools") {
+        run(Command::new("rustup").args(["component", "add", "llvm-tools"]))?;
+    }
+    let mut missing: Vec<&str> = DEBIAN_DEPS
+        .iter()
+        .filter(|(prog, _)| !have_program(prog))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !have_libclang() {
+        missing.push("libclang-dev");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        bail!(
+            "missing Debian packages: {}. Install them with `sudo apt-get install -y {}` and run again",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))?;
     Ok(())
 }
 
 fn ci() -> Result<()> {
+    let started = std::time::Instant::now();
+    install_deps()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -67,8 +156,33 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]))?;
-    ensure_riscv_target()?;
+    // The no_std crates must build for the chip.
     run(cargo().args(["build", "--release", "-p", "metering", "--target", RISCV]))?;
-    eprintln!("xtask: ci passed");
+    eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let json = args.iter().any(|a| a == "--json");
+    let what: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let all = ["metering", "store"];
+    let selected: Vec<&str> = if what.is_empty() { all.to_vec() } else { what };
+    for w in &selected {
+        let pkg = match *w {
+            "metering" => "meter-bench",
+            "store" => "store-bench",
+            other => bail!("unknown bench `{other}`; choose from: {}", all.join(", ")),
+        };
+        let mut cmd = cargo();
+        cmd.args(["run", "--release", "-q", "-p", pkg, "--"]);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)?;
+    }
     Ok(())
 }
