@@ -1,0 +1,681 @@
+//! The engine: per-sample accumulation, per-cycle integer bookkeeping and the
+//! once-per-interval conversion to physical units.
+
+use crate::config::{
+    Calibration, Config, ConfigError, DelayPlan, IHIST, K_SHIFT, LinearityTable, MAX_CIRCUITS,
+    MAX_VOLTAGES, VHIST, delay_plan, energy_factor_q48,
+};
+
+const VMASK: u32 = VHIST as u32 - 1;
+const IMASK: u32 = IHIST as u32 - 1;
+const FRAC_MASK: u64 = (1u64 << K_SHIFT) - 1;
+const OFFSET_MIN: i32 = -512;
+const OFFSET_MAX: i32 = 4607;
+
+/// Cumulative energy registers per circuit.
+///
+/// Whole micro-watt-hours plus the carried remainder (`*_frac`, in units of
+/// 2⁻⁴⁸ µWh), so nothing is ever rounded away: persisting and restoring all
+/// four arrays continues the count exactly. Import is energy of cycles with
+/// positive real power, export of cycles with negative real power.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Registers {
+    /// Imported energy, whole µWh.
+    pub import_uwh: [u64; MAX_CIRCUITS],
+    /// Exported energy, whole µWh.
+    pub export_uwh: [u64; MAX_CIRCUITS],
+    /// Imported energy below one µWh, in 2⁻⁴⁸ µWh (always < 2⁴⁸).
+    pub import_frac: [u64; MAX_CIRCUITS],
+    /// Exported energy below one µWh, in 2⁻⁴⁸ µWh (always < 2⁴⁸).
+    pub export_frac: [u64; MAX_CIRCUITS],
+}
+
+impl Registers {
+    /// Imported energy of circuit `ct` in Wh (whole µWh only; for display).
+    pub fn import_wh(&self, ct: usize) -> f64 {
+        self.import_uwh.get(ct).map_or(0.0, |&u| u as f64 * 1e-6)
+    }
+
+    /// Exported energy of circuit `ct` in Wh (whole µWh only; for display).
+    pub fn export_wh(&self, ct: usize) -> f64 {
+        self.export_uwh.get(ct).map_or(0.0, |&u| u as f64 * 1e-6)
+    }
+}
+
+/// Voltage figures of one interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VoltageStats {
+    /// RMS voltage over the whole interval (V).
+    pub rms: f32,
+    /// Lowest single-cycle RMS voltage (V).
+    pub min: f32,
+    /// Highest single-cycle RMS voltage (V).
+    pub max: f32,
+}
+
+/// Figures of one circuit (CT) over one interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CircuitStats {
+    /// RMS current (A); exactly 0 when every cycle was under the no-load gate.
+    pub i_rms: f32,
+    /// Mean real power (W), positive = import.
+    pub real_power_w: f32,
+    /// Lowest single-cycle real power (W).
+    pub p_min_w: f32,
+    /// Highest single-cycle real power (W).
+    pub p_max_w: f32,
+    /// Apparent power Vrms·Irms (VA).
+    pub apparent_power_va: f32,
+    /// Real / apparent power, 0 when there is no current.
+    pub power_factor: f32,
+    /// Imported energy in this interval (whole µWh; exactly the change of
+    /// the import register since the previous interval).
+    pub import_uwh: u64,
+    /// Exported energy in this interval (whole µWh; exactly the change of
+    /// the export register since the previous interval).
+    pub export_uwh: u64,
+}
+
+/// One completed (or, from [`Meter::finish`], partial) interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval {
+    /// Index of the first sample set of the interval since the meter started.
+    pub start_sample: u64,
+    /// Sample sets covered (intervals tile the stream: the next one starts
+    /// at `start_sample + samples`).
+    pub samples: u32,
+    /// True for the trailing interval returned by [`Meter::finish`].
+    pub partial: bool,
+    /// Complete mains cycles detected (used for the frequency).
+    pub cycles: u32,
+    /// Cycles closed by timeout because no zero crossing came (no voltage).
+    pub timeouts: u32,
+    /// Mean mains frequency over the detected cycles (Hz), 0 if none.
+    pub frequency_hz: f32,
+    /// Voltage figures; the first `n_voltages` entries are valid.
+    pub voltages: [VoltageStats; MAX_VOLTAGES],
+    /// Number of valid entries in `voltages`.
+    pub n_voltages: u8,
+    /// Circuit figures; the first `n_circuits` entries are valid.
+    pub circuits: [CircuitStats; MAX_CIRCUITS],
+    /// Number of valid entries in `circuits`.
+    pub n_circuits: u8,
+    /// The energy registers at the end of the interval.
+    pub registers: Registers,
+    /// Sample sets refused by [`Meter::push`] (too few channels) so far.
+    pub dropped_sets: u32,
+}
+
+impl Interval {
+    /// Duration in seconds at the given sample rate.
+    pub fn duration_s(&self, sample_rate_hz: u32) -> f64 {
+        self.samples as f64 / sample_rate_hz as f64
+    }
+
+    /// Start time in seconds since the first sample at the given sample rate.
+    pub fn start_s(&self, sample_rate_hz: u32) -> f64 {
+        self.start_sample as f64 / sample_rate_hz as f64
+    }
+}
+
+/// Why a cycle is being closed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CycleEnd {
+    /// A rising zero crossing after a complete, synchronised cycle.
+    Crossing,
+    /// A crossing ending an unsynchronised stretch (start, after a timeout):
+    /// the window is not a whole period, so its mean is not the DC offset.
+    Partial,
+    /// No crossing within the longest accepted period.
+    Timeout,
+    /// [`Meter::finish`]: the trailing incomplete cycle.
+    Flush,
+}
+
+/// Raw per-cycle sums, counts after subtracting the running offset.
+#[derive(Clone, Copy)]
+struct CycleSums {
+    n: u32,
+    v_s: [i32; MAX_VOLTAGES],
+    v_ss: [i64; MAX_VOLTAGES],
+    i_s: [i32; MAX_CIRCUITS],
+    i_ss: [i64; MAX_CIRCUITS],
+    vc_s: [i32; MAX_CIRCUITS],
+    vi: [i64; MAX_CIRCUITS],
+}
+
+impl CycleSums {
+    const ZERO: CycleSums = CycleSums {
+        n: 0,
+        v_s: [0; MAX_VOLTAGES],
+        v_ss: [0; MAX_VOLTAGES],
+        i_s: [0; MAX_CIRCUITS],
+        i_ss: [0; MAX_CIRCUITS],
+        vc_s: [0; MAX_CIRCUITS],
+        vi: [0; MAX_CIRCUITS],
+    };
+}
+
+/// Interval sums of DC-free per-cycle results (integers).
+#[derive(Clone, Copy)]
+struct IntervalSums {
+    start_sample: u64,
+    start_regs: Registers,
+    samples: u64,
+    cycles: u32,
+    cycle_samples: u64,
+    timeouts: u32,
+    v_ss: [u64; MAX_VOLTAGES],
+    /// Per-cycle mean square, Q8 counts².
+    v_ms_min: [u64; MAX_VOLTAGES],
+    v_ms_max: [u64; MAX_VOLTAGES],
+    i_ss: [u64; MAX_CIRCUITS],
+    vi: [i64; MAX_CIRCUITS],
+    /// Per-cycle mean power, Q8 counts².
+    p_min: [i64; MAX_CIRCUITS],
+    p_max: [i64; MAX_CIRCUITS],
+}
+
+impl IntervalSums {
+    fn new(start_sample: u64, start_regs: Registers) -> Self {
+        IntervalSums {
+            start_sample,
+            start_regs,
+            samples: 0,
+            cycles: 0,
+            cycle_samples: 0,
+            timeouts: 0,
+            v_ss: [0; MAX_VOLTAGES],
+            v_ms_min: [u64::MAX; MAX_VOLTAGES],
+            v_ms_max: [0; MAX_VOLTAGES],
+            i_ss: [0; MAX_CIRCUITS],
+            vi: [0; MAX_CIRCUITS],
+            p_min: [i64::MAX; MAX_CIRCUITS],
+            p_max: [i64::MIN; MAX_CIRCUITS],
+        }
+    }
+}
+
+/// The metering engine. Fixed size (about 2.5 KiB), no allocation.
+#[derive(Clone)]
+pub struct Meter {
+    cfg: Config,
+    nv: usize,
+    nc: usize,
+    use_lin: bool,
+    lin: LinearityTable,
+    hyst: i32,
+    min_len: u32,
+    max_len: u32,
+    no_load_ms: i64,
+    /// Running DC offsets (counts), updated at every cycle end.
+    off_v: [i32; MAX_VOLTAGES],
+    off_i: [i32; MAX_CIRCUITS],
+    /// Raw (linearised) history, indexed by `pos & mask`.
+    vhist: [[i16; VHIST]; MAX_VOLTAGES],
+    ihist: [[i16; IHIST]; MAX_CIRCUITS],
+    pos: u32,
+    vsrc: [usize; MAX_CIRCUITS],
+    plan: [DelayPlan; MAX_CIRCUITS],
+    /// Current voltage delay per CT: whole samples and Q15 fraction.
+    vdelay: [u32; MAX_CIRCUITS],
+    vfrac: [i32; MAX_CIRCUITS],
+    k_q48: [u64; MAX_CIRCUITS],
+    ct_sign: [i64; MAX_CIRCUITS],
+    period_q16: i64,
+    period_known: bool,
+    synced: bool,
+    armed: bool,
+    cyc: CycleSums,
+    acc: IntervalSums,
+    regs: Registers,
+    total: u64,
+    next_boundary: u64,
+    dropped: u32,
+}
+
+impl Meter {
+    /// Creates an engine for a validated configuration, registers at zero.
+    pub fn new(cfg: Config) -> Result<Meter, ConfigError> {
+        cfg.validate()?;
+        let nv = cfg.layout.voltages();
+        let nc = cfg.layout.circuits();
+        let mut vhist = [[0i16; VHIST]; MAX_VOLTAGES];
+        let mut off_v = [2048i32; MAX_VOLTAGES];
+        for ch in 0..nv {
+            off_v[ch] = cfg.cal.v_offset[ch] as i32;
+            vhist[ch] = [cfg.cal.v_offset[ch] as i16; VHIST];
+        }
+        let mut ihist = [[0i16; IHIST]; MAX_CIRCUITS];
+        let mut off_i = [2048i32; MAX_CIRCUITS];
+        let mut vsrc = [0usize; MAX_CIRCUITS];
+        for ct in 0..nc {
+            off_i[ct] = cfg.cal.i_offset[ct] as i32;
+            ihist[ct] = [cfg.cal.i_offset[ct] as i16; IHIST];
+            vsrc[ct] = cfg.layout.voltage_of(ct);
+        }
+        let period_q16 = ((cfg.sample_rate_hz as i64) << 16) / cfg.nominal_hz as i64;
+        let mut m = Meter {
+            cfg,
+            nv,
+            nc,
+            use_lin: false,
+            lin: LinearityTable::identity(),
+            hyst: cfg.zc_hysteresis_counts as i32,
+            min_len: cfg.min_cycle_samples(),
+            max_len: cfg.max_cycle_samples(),
+            no_load_ms: 0,
+            off_v,
+            off_i,
+            vhist,
+            ihist,
+            pos: 0,
+            vsrc,
+            plan: [DelayPlan::default(); MAX_CIRCUITS],
+            vdelay: [0; MAX_CIRCUITS],
+            vfrac: [0; MAX_CIRCUITS],
+            k_q48: [0; MAX_CIRCUITS],
+            ct_sign: [1; MAX_CIRCUITS],
+            period_q16,
+            period_known: false,
+            synced: false,
+            armed: false,
+            cyc: CycleSums::ZERO,
+            acc: IntervalSums::new(0, Registers::default()),
+            regs: Registers::default(),
+            total: 0,
+            next_boundary: cfg.interval_samples as u64,
+            dropped: 0,
+        };
+        m.apply_calibration(cfg.cal)?;
+        Ok(m)
+    }
+
+    /// The configuration in force (with the latest calibration).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Sample sets consumed into closed cycles since the start.
+    pub fn samples_metered(&self) -> u64 {
+        self.total
+    }
+
+    /// The current energy registers (cycles closed so far).
+    pub fn registers(&self) -> Registers {
+        self.regs
+    }
+
+    /// Replaces the energy registers, e.g. with values persisted before a
+    /// power cut. Counting continues from them; the running interval's
+    /// energy deltas count from this point.
+    pub fn restore_registers(&mut self, r: Registers) {
+        let mut r = r;
+        for f in r.import_frac.iter_mut().chain(r.export_frac.iter_mut()) {
+            *f &= FRAC_MASK;
+        }
+        self.regs = r;
+        self.acc.start_regs = r;
+    }
+
+    /// Installs a new calibration without losing registers or the tracked
+    /// DC offsets (the offset start values are only used by [`Meter::new`]).
+    /// Gains apply to the whole running interval's figures; energy already
+    /// registered stays as it was metered.
+    pub fn set_calibration(&mut self, cal: Calibration) -> Result<(), ConfigError> {
+        self.cfg.validate_calibration(&cal)?;
+        self.apply_calibration(cal)
+    }
+
+    fn apply_calibration(&mut self, cal: Calibration) -> Result<(), ConfigError> {
+        let mut plan = [DelayPlan::default(); MAX_CIRCUITS];
+        let mut k = [0u64; MAX_CIRCUITS];
+        let mut sign = [1i64; MAX_CIRCUITS];
+        for ct in 0..self.nc {
+            plan[ct] = delay_plan(&self.cfg, &cal, ct)?;
+            k[ct] = energy_factor_q48(&self.cfg, &cal, ct).ok_or(ConfigError::Gain)?;
+            sign[ct] = if cal.i_gain[ct] < 0.0 { -1 } else { 1 };
+        }
+        self.cfg.cal = cal;
+        self.plan = plan;
+        self.k_q48 = k;
+        self.ct_sign = sign;
+        self.use_lin = cal.linearity.is_some();
+        self.lin = cal.linearity.unwrap_or(LinearityTable::identity());
+        let thr = cal.no_load_irms_counts as i64;
+        self.no_load_ms = thr * thr;
+        self.update_delays();
+        Ok(())
+    }
+
+    /// Recomputes each CT's voltage delay from the period estimate (integer).
+    fn update_delays(&mut self) {
+        let max = ((VHIST as i64) - 2) << 16;
+        for ct in 0..self.nc {
+            let p = &self.plan[ct];
+            let d = ((self.period_q16 * p.turns_q32) >> 32) + p.fixed_q16;
+            let d = d.clamp(0, max);
+            self.vdelay[ct] = (d >> 16) as u32;
+            self.vfrac[ct] = ((d & 0xFFFF) >> 1) as i32;
+        }
+    }
+
+    #[inline(always)]
+    fn lin_count(&self, raw: u16) -> i32 {
+        if self.use_lin {
+            self.lin.apply(raw)
+        } else if raw > 4095 {
+            4095
+        } else {
+            raw as i32
+        }
+    }
+
+    /// Feeds one sample set (raw 12-bit counts in [`Config::channel_count`]
+    /// order). Returns the interval this set completed, if any.
+    ///
+    /// This is the per-sample path: integer only, no allocation, no floats.
+    /// A set with fewer channels than the layout needs is ignored and
+    /// counted in [`Interval::dropped_sets`].
+    #[inline(never)]
+    pub fn push(&mut self, set: &[u16]) -> Option<Interval> {
+        let nv = self.nv;
+        let nc = self.nc;
+        if set.len() < nv + nc {
+            self.dropped = self.dropped.saturating_add(1);
+            return None;
+        }
+        let pos = self.pos.wrapping_add(1);
+        self.pos = pos;
+
+        // Cycle detection on the first voltage, before this sample is
+        // accumulated: a rising crossing starts a new cycle with this sample.
+        let raw0 = self.lin_count(set[0]);
+        let v0 = raw0 - self.off_v[0];
+        let mut end = None;
+        if v0 < -self.hyst {
+            self.armed = true;
+        } else if v0 >= 0 && self.armed {
+            self.armed = false;
+            if self.cyc.n >= self.min_len {
+                end = Some(CycleEnd::Crossing);
+            }
+        }
+        if end.is_none() && self.cyc.n >= self.max_len {
+            end = Some(CycleEnd::Timeout);
+        }
+        let out = match end {
+            Some(kind) => self.close_cycle(kind),
+            None => None,
+        };
+
+        let vp = (pos & VMASK) as usize;
+        for ch in 0..MAX_VOLTAGES {
+            if ch >= nv {
+                break;
+            }
+            let raw = if ch == 0 {
+                raw0
+            } else {
+                self.lin_count(set[ch])
+            };
+            self.vhist[ch][vp] = raw as i16;
+            let v = raw - self.off_v[ch];
+            self.cyc.v_s[ch] += v;
+            self.cyc.v_ss[ch] += (v * v) as i64;
+        }
+        let ip = (pos & IMASK) as usize;
+        for ct in 0..MAX_CIRCUITS {
+            if ct >= nc {
+                break;
+            }
+            let raw = self.lin_count(set[nv + ct]);
+            let ih = &mut self.ihist[ct];
+            ih[ip] = raw as i16;
+            let i = ih[(pos.wrapping_sub(self.plan[ct].i_delay) & IMASK) as usize] as i32
+                - self.off_i[ct];
+            let src = self.vsrc[ct] % MAX_VOLTAGES;
+            let h = &self.vhist[src];
+            let back = pos.wrapping_sub(self.vdelay[ct]);
+            let a = h[(back & VMASK) as usize] as i32;
+            let b = h[(back.wrapping_sub(1) & VMASK) as usize] as i32;
+            let vc = a + (((b - a) * self.vfrac[ct] + (1 << 14)) >> 15) - self.off_v[src];
+            self.cyc.i_s[ct] += i;
+            self.cyc.i_ss[ct] += (i * i) as i64;
+            self.cyc.vc_s[ct] += vc;
+            self.cyc.vi[ct] += (vc * i) as i64;
+        }
+        self.cyc.n += 1;
+        out
+    }
+
+    /// Closes the trailing incomplete cycle and returns what is left of the
+    /// running interval, marked `partial` (or a regular interval if that
+    /// cycle completed one). Pushing may continue afterwards; the interval
+    /// grid restarts at this point.
+    pub fn finish(&mut self) -> Option<Interval> {
+        let out = match self.close_cycle(CycleEnd::Flush) {
+            Some(iv) => Some(iv),
+            None if self.acc.samples > 0 => Some(self.take_interval(true)),
+            None => None,
+        };
+        self.synced = false;
+        self.armed = false;
+        self.next_boundary = self.total + self.cfg.interval_samples as u64;
+        out
+    }
+
+    /// Per-cycle work: exact DC removal, no-load gate, energy registers,
+    /// offset tracking, period and delay update. Integer only.
+    #[inline(never)]
+    fn close_cycle(&mut self, kind: CycleEnd) -> Option<Interval> {
+        let c = self.cyc;
+        self.cyc = CycleSums::ZERO;
+        if c.n == 0 {
+            return None;
+        }
+        let kind = match kind {
+            CycleEnd::Crossing if !self.synced => {
+                self.synced = true;
+                CycleEnd::Partial
+            }
+            CycleEnd::Timeout => {
+                self.synced = false;
+                CycleEnd::Timeout
+            }
+            k => k,
+        };
+        // The mean of a window that spans one period is the DC offset, so
+        // subtracting it is exact DC removal. Partial windows keep the
+        // running offset instead.
+        let exact = matches!(kind, CycleEnd::Crossing | CycleEnd::Timeout);
+        let n = c.n as i64;
+        let a = &mut self.acc;
+        for ch in 0..self.nv {
+            let s = c.v_s[ch] as i64;
+            let mut ss = c.v_ss[ch];
+            if exact {
+                ss -= s * s / n;
+            }
+            let ss = ss.max(0) as u64;
+            a.v_ss[ch] += ss;
+            let ms = (ss << 8) / c.n as u64;
+            a.v_ms_min[ch] = a.v_ms_min[ch].min(ms);
+            a.v_ms_max[ch] = a.v_ms_max[ch].max(ms);
+            self.off_v[ch] =
+                (self.off_v[ch] + round_div(s, n) as i32).clamp(OFFSET_MIN, OFFSET_MAX);
+        }
+        for ct in 0..self.nc {
+            let s = c.i_s[ct] as i64;
+            let mut ii = c.i_ss[ct];
+            let mut vi = c.vi[ct];
+            if exact {
+                ii -= s * s / n;
+                vi -= c.vc_s[ct] as i64 * s / n;
+            }
+            let mut ii = ii.max(0);
+            if ii < self.no_load_ms * n {
+                ii = 0;
+                vi = 0;
+            }
+            let vi = vi * self.ct_sign[ct];
+            a.i_ss[ct] += ii as u64;
+            a.vi[ct] += vi;
+            let p = (vi << 8) / n;
+            a.p_min[ct] = a.p_min[ct].min(p);
+            a.p_max[ct] = a.p_max[ct].max(p);
+            let k = self.k_q48[ct];
+            if vi >= 0 {
+                add_energy(
+                    &mut self.regs.import_uwh[ct],
+                    &mut self.regs.import_frac[ct],
+                    vi as u64,
+                    k,
+                );
+            } else {
+                add_energy(
+                    &mut self.regs.export_uwh[ct],
+                    &mut self.regs.export_frac[ct],
+                    vi.unsigned_abs(),
+                    k,
+                );
+            }
+            self.off_i[ct] =
+                (self.off_i[ct] + round_div(s, n) as i32).clamp(OFFSET_MIN, OFFSET_MAX);
+        }
+        a.samples += c.n as u64;
+        match kind {
+            CycleEnd::Crossing => {
+                a.cycles += 1;
+                a.cycle_samples += c.n as u64;
+                let nq = n << 16;
+                self.period_q16 = if self.period_known {
+                    self.period_q16 + ((nq - self.period_q16) >> 4)
+                } else {
+                    self.period_known = true;
+                    nq
+                };
+                self.update_delays();
+            }
+            CycleEnd::Timeout => a.timeouts += 1,
+            _ => {}
+        }
+        self.total += c.n as u64;
+        if self.total >= self.next_boundary {
+            let step = self.cfg.interval_samples as u64;
+            while self.next_boundary <= self.total {
+                self.next_boundary += step;
+            }
+            return Some(self.take_interval(false));
+        }
+        None
+    }
+
+    /// Once per interval: integer sums to physical units (floats allowed).
+    #[inline(never)]
+    fn take_interval(&mut self, partial: bool) -> Interval {
+        let a = core::mem::replace(&mut self.acc, IntervalSums::new(self.total, self.regs));
+        let cal = &self.cfg.cal;
+        let n = a.samples.max(1);
+        let mut voltages = [VoltageStats::default(); MAX_VOLTAGES];
+        for ch in 0..self.nv {
+            let g = cal.v_gain[ch] as f64;
+            let has = a.v_ms_max[ch] >= a.v_ms_min[ch];
+            voltages[ch] = VoltageStats {
+                rms: (g * rms_counts(a.v_ss[ch], n)) as f32,
+                min: if has {
+                    (g * sqrt_q8(a.v_ms_min[ch])) as f32
+                } else {
+                    0.0
+                },
+                max: if has {
+                    (g * sqrt_q8(a.v_ms_max[ch])) as f32
+                } else {
+                    0.0
+                },
+            };
+        }
+        let mut circuits = [CircuitStats::default(); MAX_CIRCUITS];
+        for ct in 0..self.nc {
+            let vg = cal.v_gain[self.vsrc[ct]] as f64;
+            let ig = (cal.i_gain[ct] as f64).abs();
+            let i_rms = ig * rms_counts(a.i_ss[ct], n);
+            let p = vg * ig * a.vi[ct] as f64 / n as f64;
+            let s = voltages[self.vsrc[ct]].rms as f64 * i_rms;
+            let pf = if s > 0.0 {
+                (p / s).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+            let has = a.p_max[ct] >= a.p_min[ct];
+            let pq = vg * ig / 256.0;
+            circuits[ct] = CircuitStats {
+                i_rms: i_rms as f32,
+                real_power_w: p as f32,
+                p_min_w: if has {
+                    (pq * a.p_min[ct] as f64) as f32
+                } else {
+                    0.0
+                },
+                p_max_w: if has {
+                    (pq * a.p_max[ct] as f64) as f32
+                } else {
+                    0.0
+                },
+                apparent_power_va: s as f32,
+                power_factor: pf as f32,
+                import_uwh: self.regs.import_uwh[ct].wrapping_sub(a.start_regs.import_uwh[ct]),
+                export_uwh: self.regs.export_uwh[ct].wrapping_sub(a.start_regs.export_uwh[ct]),
+            };
+        }
+        let frequency_hz = if a.cycle_samples > 0 {
+            (self.cfg.sample_rate_hz as f64 * a.cycles as f64 / a.cycle_samples as f64) as f32
+        } else {
+            0.0
+        };
+        Interval {
+            start_sample: a.start_sample,
+            samples: a.samples.min(u32::MAX as u64) as u32,
+            partial,
+            cycles: a.cycles,
+            timeouts: a.timeouts,
+            frequency_hz,
+            voltages,
+            n_voltages: self.nv as u8,
+            circuits,
+            n_circuits: self.nc as u8,
+            registers: self.regs,
+            dropped_sets: self.dropped,
+        }
+    }
+}
+
+/// Adds `raw` count²·samples times the Q48 factor `k` to a register,
+/// carrying the sub-µWh remainder exactly.
+#[inline]
+fn add_energy(whole: &mut u64, frac: &mut u64, raw: u64, k: u64) {
+    let t = *frac as u128 + raw as u128 * k as u128;
+    *whole = whole.wrapping_add((t >> K_SHIFT) as u64);
+    *frac = (t as u64) & FRAC_MASK;
+}
+
+/// `s / n` rounded to nearest (n > 0).
+#[inline]
+fn round_div(s: i64, n: i64) -> i64 {
+    if s >= 0 {
+        (s + n / 2) / n
+    } else {
+        -((-s + n / 2) / n)
+    }
+}
+
+/// sqrt(ss / n) in counts, via an integer square root in Q16.
+fn rms_counts(ss: u64, n: u64) -> f64 {
+    let q = ((ss as u128) << 32) / n as u128;
+    q.isqrt() as f64 / 65_536.0
+}
+
+/// sqrt of a Q8 mean square, in counts.
+fn sqrt_q8(ms_q8: u64) -> f64 {
+    ((ms_q8 as u128) << 24).isqrt() as f64 / 65_536.0
+}
