@@ -30,10 +30,10 @@ fn main() {
     };
     // (amplitude counts, lag radians, 3rd harmonic share, 5th harmonic share)
     let channels: [(f64, f64, f64, f64); 4] = [
-        (1300.0, 0.0, 0.03, 0.01),        // voltage
-        (900.0, PI / 6.0, 0.10, 0.05),    // CT1: PF ~0.87 lagging, harmonics
-        (300.0, 0.0, 0.0, 0.0),           // CT2: resistive, light
-        (1500.0, -0.6435, 0.05, 0.02),    // CT3: PF 0.8 leading
+        (1300.0, 0.0, 0.03, 0.01),     // voltage
+        (900.0, PI / 6.0, 0.10, 0.05), // CT1: PF ~0.87 lagging, harmonics
+        (300.0, 0.0, 0.0, 0.0),        // CT2: resistive, light
+        (1500.0, -0.6435, 0.05, 0.02), // CT3: PF 0.8 leading
     ];
     let mut out = String::from("[\n");
     for n in 0..SETS {
@@ -41,7 +41,10 @@ fn main() {
         out.push_str("    [");
         for (amp, lag, h3, h5) in channels {
             let x = 2048.0
-                + amp * ((w - lag).sin() + h3 * (3.0 * (w - lag)).sin() + h5 * (5.0 * (w - lag)).sin())
+                + amp
+                    * ((w - lag).sin()
+                        + h3 * (3.0 * (w - lag)).sin()
+                        + h5 * (5.0 * (w - lag)).sin())
                 + noise();
             let count = x.round().clamp(0.0, 4095.0) as u16;
             let _ = write!(out, "{count}, ");
