@@ -1,0 +1,1 @@
+//! Device API v1 JSON bodies.
