@@ -1,4 +1,42 @@
 //! The `ofmon` binary: a thin command line over the library crates.
-fn main() {
-    println!("ofmon");
+//!
+//! Only this crate knows about terminals, exit codes and output formats; the
+//! logic lives in `metering`, `store`, `device`, `collector` and friends.
+
+mod capture;
+mod meter_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// OFMon: offline-first energy monitoring.
+#[derive(Parser)]
+#[command(name = "ofmon", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the metering engine on a recorded ADC capture (CSV) and print one
+    /// JSON line per interval.
+    Meter(meter_cmd::MeterArgs),
+    /// Run the whole system on embedded defaults: simulated fleet,
+    /// collection, SQLite, dashboard.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Meter(args) => meter_cmd::run(&args),
+        Command::Demo => {
+            println!(
+                "ofmon demo: the simulated fleet, collector and dashboard are coming in a later release.\n\
+                 Today you can run the metering engine on a capture: `ofmon meter --input FILE --rate HZ`."
+            );
+            ExitCode::SUCCESS
+        }
+    }
 }
