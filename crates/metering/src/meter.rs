@@ -9,6 +9,8 @@ use crate::config::{
 const VMASK: u32 = VHIST as u32 - 1;
 const IMASK: u32 = IHIST as u32 - 1;
 const FRAC_MASK: u64 = (1u64 << K_SHIFT) - 1;
+/// (2π)² · 2⁶⁴, for Δ² = (2π/period)² in Q32 with the period in Q16.
+const FOUR_PI_SQ_Q64: u128 = 728_248_265_982_611_292_160;
 const OFFSET_MIN: i32 = -512;
 const OFFSET_MAX: i32 = 4607;
 
@@ -221,6 +223,10 @@ pub struct Meter {
     vdelay: [u32; MAX_CIRCUITS],
     vfrac: [i32; MAX_CIRCUITS],
     k_q48: [u64; MAX_CIRCUITS],
+    /// `k_q48` divided by the interpolator's fundamental gain.
+    k_eff: [u64; MAX_CIRCUITS],
+    /// Interpolator gain at the fundamental, Q32.
+    interp_gain_q32: [u64; MAX_CIRCUITS],
     ct_sign: [i64; MAX_CIRCUITS],
     period_q16: i64,
     period_known: bool,
@@ -275,6 +281,8 @@ impl Meter {
             vdelay: [0; MAX_CIRCUITS],
             vfrac: [0; MAX_CIRCUITS],
             k_q48: [0; MAX_CIRCUITS],
+            k_eff: [0; MAX_CIRCUITS],
+            interp_gain_q32: [1 << 32; MAX_CIRCUITS],
             ct_sign: [1; MAX_CIRCUITS],
             period_q16,
             period_known: false,
@@ -348,15 +356,32 @@ impl Meter {
         Ok(())
     }
 
-    /// Recomputes each CT's voltage delay from the period estimate (integer).
+    /// Recomputes each CT's voltage delay from the period estimate, and the
+    /// energy factor corrected for the interpolator's gain (integer only).
     fn update_delays(&mut self) {
         let max = ((VHIST as i64) - 2) << 16;
+        // Δ² = (2π/period)² in Q32, period in Q16 samples.
+        let p = self.period_q16.max(1) as u128;
+        let d2 = (FOUR_PI_SQ_Q64 / (p * p)).min(1 << 34) as u64;
+        // 1 − cos Δ ≈ Δ²/2 − Δ⁴/24, Q32.
+        let one_minus_cos = (d2 / 2).saturating_sub(((d2 as u128 * d2 as u128) >> 32) as u64 / 24);
         for ct in 0..self.nc {
-            let p = &self.plan[ct];
-            let d = ((self.period_q16 * p.turns_q32) >> 32) + p.fixed_q16;
+            let plan = &self.plan[ct];
+            let d = ((self.period_q16 * plan.turns_q32) >> 32) + plan.fixed_q16;
             let d = d.clamp(0, max);
             self.vdelay[ct] = (d >> 16) as u32;
-            self.vfrac[ct] = ((d & 0xFFFF) >> 1) as i32;
+            let c = ((d & 0xFFFF) >> 1) as i32;
+            self.vfrac[ct] = c;
+            // Linear interpolation at fraction c scales the fundamental by
+            // |1 − c + c·e^(−jΔ)| = sqrt(1 − 2c(1−c)(1 − cos Δ))
+            //                     ≈ 1 − x − x²/2 with x = c(1−c)(1 − cos Δ).
+            let cc = (c as u64) * (32_768 - c as u64); // Q30
+            let x = (cc * one_minus_cos) >> 30; // Q32
+            let g = (1u64 << 32) - x - ((x * x) >> 33);
+            self.interp_gain_q32[ct] = g;
+            self.k_eff[ct] = ((self.k_q48[ct] as u128) << 32)
+                .div_ceil(g as u128)
+                .min(u64::MAX as u128) as u64;
         }
     }
 
@@ -509,12 +534,15 @@ impl Meter {
             let s = c.i_s[ct] as i64;
             let mut ii = c.i_ss[ct];
             let mut vi = c.vi[ct];
+            let ii_ac = ii - s * s / n;
             if exact {
-                ii -= s * s / n;
+                ii = ii_ac;
                 vi -= c.vc_s[ct] as i64 * s / n;
             }
             let mut ii = ii.max(0);
-            if ii < self.no_load_ms * n {
+            // The gate always judges the AC content of the window, so a DC
+            // error in a partial (start-up) cycle cannot open it.
+            if ii_ac < self.no_load_ms * n {
                 ii = 0;
                 vi = 0;
             }
@@ -524,7 +552,7 @@ impl Meter {
             let p = (vi << 8) / n;
             a.p_min[ct] = a.p_min[ct].min(p);
             a.p_max[ct] = a.p_max[ct].max(p);
-            let k = self.k_q48[ct];
+            let k = self.k_eff[ct];
             if vi >= 0 {
                 add_energy(
                     &mut self.regs.import_uwh[ct],
@@ -599,6 +627,8 @@ impl Meter {
         for ct in 0..self.nc {
             let vg = cal.v_gain[self.vsrc[ct]] as f64;
             let ig = (cal.i_gain[ct] as f64).abs();
+            // Undo the interpolator's gain on the voltage used for power.
+            let vg = vg * (1u64 << 32) as f64 / self.interp_gain_q32[ct] as f64;
             let i_rms = ig * rms_counts(a.i_ss[ct], n);
             let p = vg * ig * a.vi[ct] as f64 / n as f64;
             let s = voltages[self.vsrc[ct]].rms as f64 * i_rms;

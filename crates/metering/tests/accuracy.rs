@@ -108,13 +108,12 @@ fn load_step_mid_interval() {
     let c = &iv.circuits[0];
     let ep = rel_pct(c.real_power_w as f64, t.real_power_w[0]);
     assert!(ep.abs() < 0.5, "P error {ep}");
-    // Per-cycle min/max bracket the two load levels.
-    assert!((c.p_min_w - 2300.0).abs() < 60.0, "{}", c.p_min_w);
-    assert!(
-        (c.p_max_w - 90.0 * 230.0 * 45f32.to_radians().cos()).abs() < 150.0,
-        "{}",
-        c.p_max_w
-    );
+    // Per-cycle min/max bracket the two load levels. A single cycle's window
+    // is a whole number of samples, so one sample more or less (noise at the
+    // crossing) moves a cycle's power by up to ~1/80 here: allow 2 %.
+    assert!((c.p_min_w - 2300.0).abs() < 0.02 * 2300.0, "{}", c.p_min_w);
+    let p_hi = 90.0 * 230.0 * 45f32.to_radians().cos();
+    assert!((c.p_max_w - p_hi).abs() < 0.02 * p_hi, "{}", c.p_max_w);
     let de = iv.circuits[0].import_uwh as f64 * 1e-6;
     assert!(rel_pct(de, t.import_wh[0]).abs() < 0.5);
 }
