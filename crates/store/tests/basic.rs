@@ -29,7 +29,7 @@ fn blank_formats_then_round_trips() {
     let mut g = Gen::new(1);
     let mut want = Vec::new();
     for _ in 0..2000 {
-        let mut r = g.next();
+        let mut r = g.interval();
         r.seq = s.append(&r).unwrap();
         want.push(r);
     }
@@ -38,7 +38,7 @@ fn blank_formats_then_round_trips() {
     assert_eq!(st, MountStatus::Clean);
     assert_eq!(read_all(&mut s, 0), want);
     assert_eq!(read_all(&mut s, 1500), want[1500..].to_vec());
-    let mut r = g.next();
+    let mut r = g.interval();
     r.seq = s.append(&r).unwrap();
     assert_eq!(r.seq, 2001);
 }
@@ -49,7 +49,7 @@ fn raw_entries_decode_on_the_wire() {
     let mut g = Gen::new(2);
     let mut want = Vec::new();
     for _ in 0..1500 {
-        let mut r = g.next();
+        let mut r = g.interval();
         r.seq = s.append(&r).unwrap();
         want.push(r);
     }
@@ -85,7 +85,7 @@ fn ack_reclaims_oldest_only_when_needed_and_merges_when_not_acked() {
     let mut g = Gen::new(3);
     let mut want = Vec::new();
     for _ in 0..400 {
-        let mut r = g.next();
+        let mut r = g.interval();
         r.seq = s.append(&r).unwrap();
         want.push(r);
     }
@@ -99,7 +99,7 @@ fn ack_reclaims_oldest_only_when_needed_and_merges_when_not_acked() {
         st.payload_bytes as f64 / st.appended as f64
     );
     for _ in 0..20_000 {
-        let mut r = g.next();
+        let mut r = g.interval();
         r.seq = s.append(&r).unwrap();
         want.push(r);
     }
@@ -136,7 +136,7 @@ fn state_blob_is_kept_across_mounts_and_acks() {
     for i in 0..50u32 {
         let blob: Vec<u8> = (0..(i * 37 % 1000)).map(|x| (x ^ i) as u8).collect();
         s.write_state(&blob).unwrap();
-        s.append(&Gen::new(9).next()).unwrap();
+        s.append(&Gen::new(9).interval()).unwrap();
         s.ack(u64::from(i)).unwrap();
         let (s2, _) = S::mount(s.into_flash(), cfg(16)).unwrap();
         s = s2;
@@ -151,13 +151,13 @@ fn seqs_never_repeat_after_reset() {
     let (mut s, _) = S::mount(blank(16), cfg(16)).unwrap();
     let mut g = Gen::new(4);
     for _ in 0..100 {
-        s.append(&g.next()).unwrap();
+        s.append(&g.interval()).unwrap();
     }
     s.reset_log().unwrap();
     assert!(read_all(&mut s, 0).is_empty());
     let (mut s, _) = S::mount(s.into_flash(), cfg(16)).unwrap();
     assert!(read_all(&mut s, 0).is_empty());
-    assert_eq!(s.append(&g.next()).unwrap(), 101);
+    assert_eq!(s.append(&g.interval()).unwrap(), 101);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn bad_input_mounts_with_clear_status() {
         // and it works as a store afterwards (erase-before-use)
         let mut g = Gen::new(5);
         for _ in 0..500 {
-            s.append(&g.next()).unwrap();
+            s.append(&g.interval()).unwrap();
         }
         assert_eq!(read_all(&mut s, 0).len(), 500);
     }
@@ -194,7 +194,7 @@ fn wear_is_even_after_many_cycles() {
     let (mut s, _) = S::mount(blank(24), cfg(24)).unwrap();
     let mut g = Gen::new(6);
     for i in 0..60_000u64 {
-        let seq = s.append(&g.next()).unwrap();
+        let seq = s.append(&g.interval()).unwrap();
         if i % 500 == 0 {
             s.ack(seq).unwrap();
         }

@@ -43,7 +43,7 @@ impl Gen {
         self.wall = None;
     }
 
-    pub fn next(&mut self) -> Record {
+    pub fn interval(&mut self) -> Record {
         let dur = if self.rng.below(50) == 0 {
             1 + self.rng.below(60_000) as u32
         } else {
