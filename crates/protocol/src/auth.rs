@@ -326,6 +326,8 @@ struct Seen {
 /// The signature is checked first, and a nonce is remembered only after the
 /// whole request was accepted, so unauthenticated traffic cannot fill the ring.
 ///
+/// After the wall clock is set, call [`Verifier::clock_set`].
+///
 /// To keep replays out across reboots (which clear the ring), the device core
 /// should persist [`Verifier::high_water_ms`] with its state (e.g. on every
 /// ack and time sync) and start the next boot with [`Verifier::with_floor`].
@@ -371,6 +373,30 @@ impl Verifier {
         match (self.high_water_ms, self.floor_ms) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Tells the verifier the wall clock was just set to `now_ms` (call after
+    /// applying `POST /time`).
+    ///
+    /// A collector with a wildly wrong clock may have pushed the floor or the
+    /// high-water mark far into the future while the device had no clock;
+    /// left alone, that would refuse every correctly-timed request (and,
+    /// persisted, every request after the next reboot) until that future
+    /// arrives. So a floor beyond `now + window` is lowered to
+    /// `now - window`, and such a high-water mark to `now`. Requests with
+    /// the future timestamps stay refused by the window rule; nonces still in
+    /// the ring stay refused. Only an evicted request with a timestamp inside
+    /// the current window could become replayable — which needs more than
+    /// [`NONCE_RING`] requests inside one window right before a misdated
+    /// collector reset the clock.
+    pub fn clock_set(&mut self, now_ms: u64) {
+        let limit = now_ms.saturating_add(self.window_ms);
+        if self.floor_ms.is_some_and(|f| f > limit) {
+            self.floor_ms = Some(now_ms.saturating_sub(self.window_ms));
+        }
+        if self.high_water_ms.is_some_and(|h| h > limit) {
+            self.high_water_ms = Some(now_ms);
         }
     }
 
@@ -689,6 +715,27 @@ mod tests {
         assert_eq!(req(&mut after_boot, T0 + 1, 2, None), Ok(()));
         assert_eq!(after_boot.high_water_ms(), Some(T0 + 1));
         assert_eq!(Verifier::with_floor(W, 7).high_water_ms(), Some(7));
+    }
+
+    #[test]
+    fn clock_set_recovers_from_future_timestamps() {
+        // A collector whose clock is a year ahead talks to a clockless device.
+        let year = 365 * 24 * 3_600_000;
+        let mut v = Verifier::with_floor(W, T0 + year);
+        assert_eq!(req(&mut v, T0 + year + 1, 1, None), Ok(()));
+        // Correctly-timed requests are refused...
+        assert_eq!(req(&mut v, T0, 2, None), Err(AuthError::Stale));
+        assert_eq!(req(&mut v, T0, 2, Some(T0)), Err(AuthError::Stale));
+        // ...until the clock is set to the truth.
+        v.clock_set(T0);
+        assert_eq!(req(&mut v, T0, 2, Some(T0)), Ok(()));
+        assert_eq!(req(&mut v, T0 + year + 1, 1, Some(T0)), Err(AuthError::Stale));
+        assert_eq!(v.high_water_ms(), Some(T0));
+        // A sane floor is not touched by a clock set.
+        let mut v = Verifier::with_floor(W, T0);
+        v.clock_set(T0 + 1000);
+        assert_eq!(req(&mut v, T0, 3, Some(T0 + 1000)), Err(AuthError::Stale));
+        assert_eq!(v.high_water_ms(), Some(T0));
     }
 
     #[test]
