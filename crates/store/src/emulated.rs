@@ -66,6 +66,15 @@ impl NorFlashError for EmuError {
     }
 }
 
+/// Which kind of operation a power cut interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutKind {
+    /// A program (write) operation.
+    Program,
+    /// A sector erase.
+    Erase,
+}
+
 /// Small deterministic RNG (xorshift64*), so cuts replay from a seed.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
@@ -98,9 +107,11 @@ pub struct EmulatedFlash {
     bytes_read: u64,
     ops: u64,
     cut_in: Option<u64>,
+    erases_only: bool,
     cut: bool,
     rng: Rng,
     file: Option<File>,
+    last_cut: Option<CutKind>,
 }
 
 impl EmulatedFlash {
@@ -120,9 +131,11 @@ impl EmulatedFlash {
             bytes_read: 0,
             ops: 0,
             cut_in: None,
+            erases_only: false,
             cut: false,
             rng: Rng::new(0),
             file: None,
+            last_cut: None,
         }
     }
 
@@ -153,7 +166,14 @@ impl EmulatedFlash {
     /// `seed` drives the undefined bits left behind.
     pub fn cut_after(&mut self, k: u64, seed: u64) {
         self.cut_in = Some(k.max(1));
+        self.erases_only = false;
         self.rng = Rng::new(seed);
+    }
+
+    /// Interrupt the `k`-th sector erase from now (programs do not count).
+    pub fn cut_at_erase(&mut self, k: u64, seed: u64) {
+        self.cut_after(k, seed);
+        self.erases_only = true;
     }
 
     /// Cancel a pending cut without triggering it.
@@ -164,6 +184,11 @@ impl EmulatedFlash {
     /// Whether power has been cut (all operations fail until [`Self::reboot`]).
     pub fn is_cut(&self) -> bool {
         self.cut
+    }
+
+    /// What the last power cut interrupted.
+    pub fn last_cut(&self) -> Option<CutKind> {
+        self.last_cut
     }
 
     /// Power back on: operations work again; contents are kept.
@@ -216,11 +241,14 @@ impl EmulatedFlash {
     }
 
     /// Count an operation; `true` when this one is interrupted.
-    fn tick(&mut self) -> Result<bool, EmuError> {
+    fn tick(&mut self, erase: bool) -> Result<bool, EmuError> {
         if self.cut {
             return Err(EmuError::PowerCut);
         }
         self.ops += 1;
+        if self.erases_only && !erase {
+            return Ok(false);
+        }
         if let Some(k) = self.cut_in.as_mut() {
             *k -= 1;
             if *k == 0 {
@@ -276,7 +304,8 @@ impl NorFlash for EmulatedFlash {
         }
         let at = self.bounds(from, (to - from) as usize, SECTOR)?;
         for s in (at..to as usize).step_by(SECTOR) {
-            if self.tick()? {
+            if self.tick(true)? {
+                self.last_cut = Some(CutKind::Erase);
                 // Interrupted erase: per bit old or erased, or a partial prefix.
                 let mode = self.rng.below(3);
                 let cut = self.rng.below(SECTOR as u64) as usize;
@@ -306,7 +335,10 @@ impl NorFlash for EmulatedFlash {
         if old.iter().zip(bytes).any(|(o, n)| o & n != *n) {
             return Err(EmuError::NorViolation);
         }
-        let interrupted = self.tick()?;
+        let interrupted = self.tick(false)?;
+        if interrupted {
+            self.last_cut = Some(CutKind::Program);
+        }
         let words = bytes.len() / WORD;
         let stop = if interrupted {
             self.rng.below(words as u64) as usize

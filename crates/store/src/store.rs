@@ -609,8 +609,11 @@ impl<F: NorFlash, const N: usize> Store<F, N> {
                 }
                 *blank = false;
                 let len = le32(&hdr, 24);
+                if le32(&hdr, 0) != STATE_MAGIC || len as usize > MAX_STATE {
+                    break;
+                }
                 let end = off + STATE_HEADER + len.div_ceil(4) * 4;
-                if le32(&hdr, 0) != STATE_MAGIC || len as usize > MAX_STATE || end > self.sector {
+                if end > self.sector {
                     break;
                 }
                 let mut crc = Crc32::new();
