@@ -154,6 +154,36 @@ fn run<S>(state: &mut S, step: fn(&mut S, &[u16; 4]), between: fn(&mut S)) -> u6
     total
 }
 
+/// Per-call instruction counts of one pass, for the distribution.
+static mut DELTAS: [u32; SETS] = [0; SETS];
+
+/// Times every call of one (warm) pass separately and prints
+/// `PROFILE <name> <min> <median> <max> <calls above median + 50>`, minus
+/// the cost of an empty call timed the same way: shows the plain per-sample
+/// path (min/median) apart from the per-cycle and per-interval work (max).
+#[inline(never)]
+fn profile<S>(name: &str, state: &mut S, step: fn(&mut S, &[u16; 4]), base: u32) -> u32 {
+    let step = black_box(step);
+    // SAFETY: single-threaded bare metal; the only reference to DELTAS.
+    let deltas = unsafe { &mut *core::ptr::addr_of_mut!(DELTAS) };
+    for (set, d) in SAMPLES.iter().zip(deltas.iter_mut()) {
+        let t0 = instret();
+        step(state, set);
+        let t1 = instret();
+        *d = ((t1 - t0) as u32).saturating_sub(base);
+    }
+    deltas.sort_unstable();
+    let median = deltas[SETS / 2];
+    let heavy = deltas.iter().filter(|&&d| d > median + 50).count();
+    let _ = writeln!(
+        Uart,
+        "PROFILE {name} {} {median} {} {heavy}",
+        deltas[0],
+        deltas[SETS - 1]
+    );
+    deltas[0]
+}
+
 fn report(name: &str, instructions: u64) {
     let sets = u64::from(PASSES) * SETS as u64;
     let _ = writeln!(Uart, "BENCH {name} {sets} {instructions}");
@@ -250,8 +280,13 @@ extern "C" fn bench_main() -> ! {
 
     let mut ours = meter(1);
     report("ours_1v1ct", run(&mut ours, bench_ours_1v1ct, nothing));
-    let mut ours = meter(3);
-    report("ours_1v3ct", run(&mut ours, bench_ours_1v3ct, nothing));
+    let mut ours3 = meter(3);
+    report("ours_1v3ct", run(&mut ours3, bench_ours_1v3ct, nothing));
+
+    // Per-call distributions (one more pass each, engines already warm).
+    let empty = profile("empty", &mut zero, bench_empty, 0);
+    profile("ours_1v1ct", &mut ours, bench_ours_1v1ct, empty);
+    profile("ours_1v3ct", &mut ours3, bench_ours_1v3ct, empty);
 
     let mut one = CalcVi::new(baseline_cal());
     report(

@@ -55,6 +55,30 @@ impl Case {
     }
 }
 
+/// Spread of single-call costs over one pass (empty-call cost subtracted):
+/// `min`/`median` are the plain per-sample path, `max` includes the
+/// per-cycle (and, if one falls in the pass, per-interval) work.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct CallSpread {
+    /// Cheapest call.
+    pub min: u64,
+    /// Median call.
+    pub median: u64,
+    /// Dearest call.
+    pub max: u64,
+    /// Calls costing more than the median + 50 (cycle ends, interval closes).
+    pub heavy_calls: u64,
+}
+
+/// Everything the image reports.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct UartReport {
+    /// Totals per case.
+    pub cases: BTreeMap<String, Case>,
+    /// Per-call spreads per case (diagnostic).
+    pub spreads: BTreeMap<String, CallSpread>,
+}
+
 /// The bench workspace, `bench/rv32` at the repository root.
 pub fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/rv32")
@@ -201,9 +225,10 @@ pub fn run_qemu(elf: &Path, timeout: Duration) -> Result<String> {
     Ok(out)
 }
 
-/// Parses the image's `BENCH <name> <sets> <instructions>` lines; requires `DONE`.
-pub fn parse_uart(out: &str) -> Result<BTreeMap<String, Case>> {
-    let mut cases = BTreeMap::new();
+/// Parses the image's `BENCH <name> <sets> <instructions>` and
+/// `PROFILE <name> <min> <median> <max> <heavy>` lines; requires `DONE`.
+pub fn parse_uart(out: &str) -> Result<UartReport> {
+    let mut report = UartReport::default();
     let mut done = false;
     for line in out.lines() {
         let line = line.trim();
@@ -213,28 +238,44 @@ pub fn parse_uart(out: &str) -> Result<BTreeMap<String, Case>> {
         if line == "DONE" {
             done = true;
         }
-        let Some(rest) = line.strip_prefix("BENCH ") else {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if kind != "BENCH" && kind != "PROFILE" {
             continue;
-        };
+        }
         let parts: Vec<&str> = rest.split_whitespace().collect();
-        let [name, sets, instructions] = parts[..] else {
+        let Some((name, numbers)) = parts.split_first() else {
             bail!("malformed bench line `{line}`");
         };
-        let sets: u64 = sets
-            .parse()
+        let numbers = numbers
+            .iter()
+            .map(|n| n.parse::<u64>())
+            .collect::<Result<Vec<u64>, _>>()
             .with_context(|| format!("bad count in `{line}`"))?;
-        let instructions: u64 = instructions
-            .parse()
-            .with_context(|| format!("bad count in `{line}`"))?;
-        if sets == 0 {
-            bail!("no sample sets in `{line}`");
+        match (kind, numbers.as_slice()) {
+            ("BENCH", &[sets, instructions]) => {
+                if sets == 0 {
+                    bail!("no sample sets in `{line}`");
+                }
+                report
+                    .cases
+                    .insert(name.to_string(), Case { sets, instructions });
+            }
+            ("PROFILE", &[min, median, max, heavy_calls]) => {
+                let spread = CallSpread {
+                    min,
+                    median,
+                    max,
+                    heavy_calls,
+                };
+                report.spreads.insert(name.to_string(), spread);
+            }
+            _ => bail!("malformed bench line `{line}`"),
         }
-        cases.insert(name.to_string(), Case { sets, instructions });
     }
     if !done {
         bail!("the bench image stopped before `DONE`; output:\n{out}");
     }
-    Ok(cases)
+    Ok(report)
 }
 
 /// Finds `llvm-objdump` from rustup's `llvm-tools` component (or the PATH).
@@ -383,11 +424,14 @@ mod tests {
     #[test]
     fn parses_a_complete_report() {
         let out = "rv32-bench: 4000 sample sets per pass\nBENCH empty 8000 48000\n\
-                   BENCH baseline_1v1ct 8000 10544000\nDONE\n";
-        let cases = parse_uart(out).unwrap();
+                   BENCH baseline_1v1ct 8000 10544000\nPROFILE ours_1v1ct 221 223 6624 50\nDONE\n";
+        let report = parse_uart(out).unwrap();
+        let cases = &report.cases;
         assert_eq!(cases.len(), 2);
         assert_eq!(cases["empty"].per_set(), 6.0);
         assert_eq!(cases["baseline_1v1ct"].per_set(), 1318.0);
+        assert_eq!(report.spreads["ours_1v1ct"].max, 6624);
+        assert_eq!(report.spreads["ours_1v1ct"].heavy_calls, 50);
     }
 
     #[test]
@@ -396,5 +440,7 @@ mod tests {
         assert!(parse_uart("BENCH empty 10 60\nTRAP mcause=0x2 mepc=0x80000010\n").is_err());
         assert!(parse_uart("BENCH empty ten 60\nDONE\n").is_err());
         assert!(parse_uart("BENCH empty 0 60\nDONE\n").is_err());
+        assert!(parse_uart("BENCH empty 10\nDONE\n").is_err());
+        assert!(parse_uart("PROFILE x 1 2 3\nDONE\n").is_err());
     }
 }

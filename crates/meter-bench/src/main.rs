@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use cost::{Case, Profile, SoftFloatCheck};
+use cost::{CallSpread, Profile, SoftFloatCheck, UartReport};
 
 /// Sample sets per second per channel assumed for the CPU share.
 const CPU_SAMPLE_RATE_HZ: f64 = 4000.0;
@@ -98,6 +98,9 @@ struct ProfileCost {
     cases: BTreeMap<String, CaseOut>,
     /// Loop + call overhead per sample set (the empty wrapper).
     overhead_per_set: f64,
+    /// Single-call spreads (empty call subtracted): plain per-sample path
+    /// (min/median) vs calls that also close a cycle (max).
+    call_spread: BTreeMap<String, CallSpread>,
     /// Net instructions per sample set (overhead subtracted).
     net: BTreeMap<String, f64>,
     /// ours / baseline, net, 1 V + 1 CT.
@@ -123,7 +126,8 @@ fn cpu_pct(per_set: f64) -> f64 {
     per_set * CPU_SAMPLE_RATE_HZ / CPU_HZ * 100.0
 }
 
-fn profile_cost(profile: Profile, cases: &BTreeMap<String, Case>) -> Result<ProfileCost> {
+fn profile_cost(profile: Profile, report: &UartReport) -> Result<ProfileCost> {
+    let cases = &report.cases;
     let Some(empty) = cases.get("empty") else {
         bail!("the bench image reported no `empty` case");
     };
@@ -152,6 +156,12 @@ fn profile_cost(profile: Profile, cases: &BTreeMap<String, Case>) -> Result<Prof
             })
             .collect(),
         overhead_per_set: overhead,
+        call_spread: report
+            .spreads
+            .iter()
+            .filter(|(n, _)| n.as_str() != "empty")
+            .map(|(n, s)| (n.clone(), *s))
+            .collect(),
         ratio_target_met: match (ratio_1v1ct, ratio_1v3ct) {
             (Some(a), Some(b)) => Some(a <= RATIO_TARGET && b <= RATIO_TARGET),
             _ => None,
@@ -185,8 +195,8 @@ fn run_cost() -> Result<CostReport> {
             elf.display()
         );
         let out = cost::run_qemu(&elf, cost::QEMU_TIMEOUT)?;
-        let cases = cost::parse_uart(&out)?;
-        profiles.push(profile_cost(profile, &cases)?);
+        let report = cost::parse_uart(&out)?;
+        profiles.push(profile_cost(profile, &report)?);
     }
     let Some(check) = check else {
         bail!("no profile was built");
@@ -216,6 +226,11 @@ fn yes_no(b: Option<bool>) -> &'static str {
         Some(false) => "NOT met",
         None => "n/a",
     }
+}
+
+/// Sample sets in one pass of the image's table (the spread is over one pass).
+fn cost_table_sets() -> u32 {
+    4000
 }
 
 fn case_label(name: &str) -> &str {
@@ -251,6 +266,17 @@ fn print_cost(c: &CostReport) {
                 case_label(name),
                 case.per_set,
                 fmt_opt(p.net.get(name).copied(), 1)
+            );
+        }
+        for (name, s) in &p.call_spread {
+            println!(
+                "  {:<34} single calls: plain path {}-{}, with a cycle end up to {} ({} of {} calls)",
+                case_label(name),
+                s.min,
+                s.median,
+                s.max,
+                s.heavy_calls,
+                cost_table_sets()
             );
         }
         println!(
