@@ -525,3 +525,32 @@ pub fn print(a: &AccuracyReport) {
         e.baseline_hourly_vs_ours_ratio
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_engines_are_calibrated_for_skew_and_ct_lead() {
+        // At PF 0.5 a wrong phase mapping (sign, units, skew left out) costs
+        // whole percents; calibrated, both read within a few tenths at 50 Hz.
+        let r = grid_point(50.0, PFS[1], 50.0, false);
+        assert!(r.ours_err_pct.abs() < 0.2, "{r:?}");
+        assert!(r.baseline_err_pct.abs() < 0.2, "{r:?}");
+        assert!((r.truth_w - 5750.0).abs() < 5.0, "{r:?}");
+        assert_eq!(r.target_pct, Some(TARGET_LOW_PCT));
+    }
+
+    #[test]
+    fn targets_follow_the_issue() {
+        let rows = [
+            grid_point(50.0, PFS[0], 10.0, false),
+            grid_point(50.0, PFS[2], 10.0, false),
+        ];
+        assert_eq!(rows[0].target_pct, Some(TARGET_PF1_PCT));
+        assert_eq!(rows[1].target_pct, None);
+        let s = summarise(&rows);
+        assert_eq!(s.targeted_points, 1);
+        assert!(s.all_ours_max_pct >= s.pf1_10_120_ours_max_pct);
+    }
+}
