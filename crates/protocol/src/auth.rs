@@ -729,7 +729,10 @@ mod tests {
         // ...until the clock is set to the truth.
         v.clock_set(T0);
         assert_eq!(req(&mut v, T0, 2, Some(T0)), Ok(()));
-        assert_eq!(req(&mut v, T0 + year + 1, 1, Some(T0)), Err(AuthError::Stale));
+        assert_eq!(
+            req(&mut v, T0 + year + 1, 1, Some(T0)),
+            Err(AuthError::Stale)
+        );
         assert_eq!(v.high_water_ms(), Some(T0));
         // A sane floor is not touched by a clock set.
         let mut v = Verifier::with_floor(W, T0);
