@@ -158,6 +158,16 @@ fn ci() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))?;
     // The no_std crates must build for the chip.
     run(cargo().args(["build", "--release", "-p", "metering", "--target", RISCV]))?;
+    // The per-sample metering path must call no soft-float routine on the chip.
+    run(cargo().args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "meter-bench",
+        "--",
+        "--check-softfloat",
+    ]))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
 }
