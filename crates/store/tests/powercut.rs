@@ -69,10 +69,11 @@ fn verify(s: &mut S, m: &mut Model, inflight: Option<&Op>, ctx: &str) -> u64 {
         _ => assert_eq!(acked, m.acked, "{ctx}: ack changed"),
     }
     // reset: took effect or not
-    if let Some(Op::Reset) = inflight {
-        if acked != m.acked && got.iter().all(|r| r.seq > acked) {
-            m.committed.clear();
-        }
+    if let Some(Op::Reset) = inflight
+        && acked != m.acked
+        && got.iter().all(|r| r.seq > acked)
+    {
+        m.committed.clear();
     }
     m.acked = acked;
     // state blob: old or new
@@ -88,10 +89,10 @@ fn verify(s: &mut S, m: &mut Model, inflight: Option<&Op>, ctx: &str) -> u64 {
         ),
     }
     // in-flight record: present or absent
-    if let Some(Op::Append(r)) = inflight {
-        if got.iter().any(|g| g.seq == r.seq) {
-            m.committed.insert(r.seq, *r);
-        }
+    if let Some(Op::Append(r)) = inflight
+        && got.iter().any(|g| g.seq == r.seq)
+    {
+        m.committed.insert(r.seq, *r);
     }
     // every returned record is one we appended, seqs strictly increase
     let mut prev = 0;
@@ -178,7 +179,6 @@ fn campaign(seed: u64, sectors: u32, cuts: u64, tally: &mut Tally) {
             tally.recovered += 1;
         }
         tally.merged_records_seen += verify(&mut s, &mut m, inflight.as_ref(), &ctx);
-        inflight = None;
         let mut f = s.into_flash();
         if rng.below(4) == 0 {
             f.cut_at_erase(1 + rng.below(3), rng.next_u64());
