@@ -23,6 +23,38 @@
 //! - Secrets never appear in `Debug` output; MACs and signatures are compared in
 //!   constant time.
 //!
+//! # Example: one authenticated request, both sides
+//!
+//! ```
+//! use protocol::{FleetSecret, Mac, Verifier, auth};
+//!
+//! // Collector: derive the device's keys from the fleet secret and its MAC.
+//! let fleet = FleetSecret::from_hex(&"11".repeat(32)).unwrap();
+//! let mac = Mac::parse("A0B1C2D3E4F5").unwrap();
+//! let keys = fleet.device_keys(&mac);
+//! let body = br#"{"seq":42}"#;
+//! let now_ms = 1_700_000_000_000;
+//! let nonce = [7u8; 16]; // 16 fresh random bytes in real use
+//! let header = auth::sign(&keys.api_key, "POST", "/api/v1/ack", body, now_ms, nonce)
+//!     .to_header_value();
+//!
+//! // Device: it stores only its device secret (sent once in `POST /pair`).
+//! let api_key = fleet.device_secret(&mac).api_key();
+//! let mut verifier = Verifier::new(auth::DEFAULT_WINDOW_MS);
+//! let mut hasher = auth::BodyHasher::new();
+//! hasher.update(body); // chunk by chunk as the body arrives
+//! let digest = hasher.finish();
+//! let wall_clock = None; // no POST /time yet in this boot
+//! assert!(verifier
+//!     .verify_header(&api_key, "POST", "/api/v1/ack", &digest, Some(&header), wall_clock)
+//!     .is_ok());
+//! // The same request again is a replay.
+//! assert_eq!(
+//!     verifier.verify_header(&api_key, "POST", "/api/v1/ack", &digest, Some(&header), wall_clock),
+//!     Err(protocol::AuthError::Replayed)
+//! );
+//! ```
+//!
 //! Features: `std` (std::error::Error impls), `sign` (firmware signing; the
 //! device never needs it).
 #![no_std]
