@@ -74,15 +74,18 @@ impl Household {
         if (420..423).contains(&m) {
             p1 += 2000.0; // kettle
         }
-        if (720..750).contains(&m) && (s / 90) % 2 == 0 {
+        if (720..750).contains(&m) && (s / 90).is_multiple_of(2) {
             p1 += 1800.0; // oven thermostat
         }
-        if (1110..1155).contains(&m) && (s / 40) % 3 != 0 {
+        if (1110..1155).contains(&m) && !(s / 40).is_multiple_of(3) {
             p1 += 1500.0; // hob
         }
-        if day_s % 60 == 0 {
+        if day_s.is_multiple_of(60) {
             if self.event.0 == 0 && self.rng.below(100) == 0 {
-                self.event = (1 + self.rng.below(10) as u32, 500.0 + 1500.0 * self.uniform());
+                self.event = (
+                    1 + self.rng.below(10) as u32,
+                    500.0 + 1500.0 * self.uniform(),
+                );
             } else if self.event.0 > 0 {
                 self.event.0 -= 1;
             }
@@ -91,9 +94,13 @@ impl Household {
             p1 += self.event.1;
         }
         // CT2: water heater
-        let p2 = if (300..345).contains(&m) || (1260..1290).contains(&m) { 2500.0 } else { 0.0 };
+        let p2 = if (300..345).contains(&m) || (1260..1290).contains(&m) {
+            2500.0
+        } else {
+            0.0
+        };
         // CT3: PV
-        if day_s % 60 == 0 {
+        if day_s.is_multiple_of(60) {
             self.cloud = (self.cloud + (self.uniform() - 0.5) * 0.1).clamp(0.3, 1.0);
         }
         let p3 = if (6.0..20.0).contains(&h) {
@@ -126,7 +133,11 @@ impl Household {
             let loads = self.loads(s);
             for (c, (p, pf)) in loads.into_iter().enumerate() {
                 // meter noise; below the 2 W noise gate a channel reads 0
-                let meas = if p.abs() < 2.0 { 0.0 } else { p * (1.0 + (self.uniform() - 0.5) * 0.006) + (self.uniform() - 0.5) * 1.0 };
+                let meas = if p.abs() < 2.0 {
+                    0.0
+                } else {
+                    p * (1.0 + (self.uniform() - 0.5) * 0.006) + (self.uniform() - 0.5) * 1.0
+                };
                 let dw = (meas * 10.0).round() as i32;
                 p_sum[c] += i64::from(dw);
                 p_min[c] = p_min[c].min(dw);
@@ -143,7 +154,11 @@ impl Household {
             circuit_count: 3,
             ..Record::default()
         };
-        r.voltages[0] = Voltage { rms_cv: v_rms, min_cv: v_min, max_cv: v_max };
+        r.voltages[0] = Voltage {
+            rms_cv: v_rms,
+            min_cv: v_min,
+            max_cv: v_max,
+        };
         for c in 0..3 {
             // exact registers: 1 mWh = 36 dW·s
             let e = self.energy_dws[c];
@@ -160,7 +175,11 @@ impl Household {
                 real_power_min_dw: p_min[c],
                 real_power_max_dw: p_max[c],
                 apparent_power_dva: s,
-                power_factor_milli: if s > 0 { (i64::from(p) * 1000 / i64::from(s)) as i16 } else { 0 },
+                power_factor_milli: if s > 0 {
+                    (i64::from(p) * 1000 / i64::from(s)) as i16
+                } else {
+                    0
+                },
                 import_mwh: self.import[c],
                 export_mwh: self.export[c],
             };
@@ -211,7 +230,11 @@ struct Row {
 fn spread(counts: &[u32]) -> (f64, u32, u32) {
     let min = counts.iter().copied().min().unwrap_or(0);
     let max = counts.iter().copied().max().unwrap_or(0);
-    let s = if min == 0 { f64::INFINITY } else { f64::from(max) / f64::from(min) };
+    let s = if min == 0 {
+        f64::INFINITY
+    } else {
+        f64::from(max) / f64::from(min)
+    };
     (s, min, max)
 }
 
@@ -220,15 +243,24 @@ fn spread(counts: &[u32]) -> (f64, u32, u32) {
 type OurStore = Store<EmulatedFlash>;
 
 fn mount(flash: EmulatedFlash) -> Result<OurStore> {
-    OurStore::mount(flash, Config::default()).map(|(s, _)| s).map_err(|e| anyhow::anyhow!("mount: {:?}", e.error))
+    OurStore::mount(flash, Config::default())
+        .map(|(s, _)| s)
+        .map_err(|e| anyhow::anyhow!("mount: {:?}", e.error))
 }
 
 fn run_ours(days: u64, cuts: u64) -> Result<Row> {
-    let mut row = Row { name: "ofmon store", ..Row::default() };
+    let mut row = Row {
+        name: "ofmon store",
+        ..Row::default()
+    };
     // capacity: append without acks until the first merge
     let mut s = mount(EmulatedFlash::new(REGION))?;
     let mut h = Household::new(1);
-    let mut clock = Clock { boot: 1, uptime: 0, wall: 1_735_689_600_000 };
+    let mut clock = Clock {
+        boot: 1,
+        uptime: 0,
+        wall: 1_735_689_600_000,
+    };
     let mut held = 0u64;
     while s.stats().merges == 0 {
         let mut r = h.interval();
@@ -267,7 +299,8 @@ fn run_ours(days: u64, cuts: u64) -> Result<Row> {
     let log_counts = &f.erase_counts()[2..];
     let (sp, min, max) = spread(log_counts);
     row.write_amp = f.bytes_programmed() as f64 / payload as f64;
-    row.erases_per_day = f.erase_counts().iter().map(|&c| u64::from(c)).sum::<u64>() as f64 / days as f64;
+    row.erases_per_day =
+        f.erase_counts().iter().map(|&c| u64::from(c)).sum::<u64>() as f64 / days as f64;
     (row.spread, row.erase_min, row.erase_max) = (sp, min, max);
     let state_erases: u32 = f.erase_counts()[..2].iter().sum();
 
@@ -285,7 +318,10 @@ fn run_ours(days: u64, cuts: u64) -> Result<Row> {
             found.insert(r.seq);
         }
         let acked = s.acked();
-        row.lost += committed.iter().filter(|&&q| q > acked && !found.contains(&q)).count() as u64;
+        row.lost += committed
+            .iter()
+            .filter(|&&q| q > acked && !found.contains(&q))
+            .count() as u64;
         committed.retain(|&q| q > acked && found.contains(&q));
         let mut f = s.into_flash();
         f.cut_after(1 + rng.below(600), rng.next_u64());
@@ -298,7 +334,7 @@ fn run_ours(days: u64, cuts: u64) -> Result<Row> {
                 Ok(q) => {
                     committed.push(q);
                     row.committed += 1;
-                    if q % 1440 == 0 {
+                    if q.is_multiple_of(1440) {
                         let _ = s.ack(q);
                     }
                 }
@@ -334,17 +370,23 @@ impl Storage for Lfs {
 
     fn read(&mut self, off: usize, buf: &mut [u8]) -> littlefs2::io::Result<usize> {
         use embedded_storage::nor_flash::ReadNorFlash;
-        self.flash.read(off as u32, buf).map_err(|_| littlefs2::io::Error::IO)?;
+        self.flash
+            .read(off as u32, buf)
+            .map_err(|_| littlefs2::io::Error::IO)?;
         Ok(buf.len())
     }
     fn write(&mut self, off: usize, data: &[u8]) -> littlefs2::io::Result<usize> {
         use embedded_storage::nor_flash::NorFlash;
-        self.flash.write(off as u32, data).map_err(|_| littlefs2::io::Error::IO)?;
+        self.flash
+            .write(off as u32, data)
+            .map_err(|_| littlefs2::io::Error::IO)?;
         Ok(data.len())
     }
     fn erase(&mut self, off: usize, len: usize) -> littlefs2::io::Result<usize> {
         use embedded_storage::nor_flash::NorFlash;
-        self.flash.erase(off as u32, (off + len) as u32).map_err(|_| littlefs2::io::Error::IO)?;
+        self.flash
+            .erase(off as u32, (off + len) as u32)
+            .map_err(|_| littlefs2::io::Error::IO)?;
         Ok(len)
     }
 }
@@ -364,7 +406,8 @@ fn original_record(ct: u16, r: &Record, c: usize) -> [u8; 30] {
 }
 
 fn shard_path(n: u32) -> Result<PathBuf> {
-    PathBuf::try_from(format!("ct_readings/{n}").as_str()).map_err(|e| anyhow::anyhow!("path: {e:?}"))
+    PathBuf::try_from(format!("ct_readings/{n}").as_str())
+        .map_err(|e| anyhow::anyhow!("path: {e:?}"))
 }
 
 /// Shards present (count, size of the last) and the records they hold.
@@ -379,13 +422,22 @@ fn lfs_scan(fs: &Filesystem<'_, Lfs>) -> Result<(u32, usize, u64)> {
 }
 
 /// Append one 30-byte record the way the original did: open, append, close.
-fn lfs_append(fs: &Filesystem<'_, Lfs>, shard: &mut u32, size: &mut usize, rec: &[u8; 30]) -> Result<(), littlefs2::io::Error> {
+fn lfs_append(
+    fs: &Filesystem<'_, Lfs>,
+    shard: &mut u32,
+    size: &mut usize,
+    rec: &[u8; 30],
+) -> Result<(), littlefs2::io::Error> {
     if *size + 30 > 4096 {
         *shard += 1;
         *size = 0;
     }
     let path = shard_path(*shard).map_err(|_| littlefs2::io::Error::INVALID)?;
-    fs.open_file_with_options_and_then(|o| o.write(true).create(true).append(true), &path, |f| f.write(rec))?;
+    fs.open_file_with_options_and_then(
+        |o| o.write(true).create(true).append(true),
+        &path,
+        |f| f.write(rec),
+    )?;
     *size += 30;
     Ok(())
 }
@@ -409,20 +461,32 @@ fn lfs_mount_or_format(storage: &mut Lfs) -> Result<()> {
 }
 
 fn run_original(days: u64, cuts: u64) -> Result<Row> {
-    let mut row = Row { name: "original (littlefs, 30 B/CT)", ..Row::default() };
-    let mut clock = Clock { boot: 1, uptime: 0, wall: 1_735_689_600_000 };
+    let mut row = Row {
+        name: "original (littlefs, 30 B/CT)",
+        ..Row::default()
+    };
+    let mut clock = Clock {
+        boot: 1,
+        uptime: 0,
+        wall: 1_735_689_600_000,
+    };
     // capacity
-    let mut st = Lfs { flash: EmulatedFlash::new(REGION) };
+    let mut st = Lfs {
+        flash: EmulatedFlash::new(REGION),
+    };
     lfs_mount_or_format(&mut st)?;
     let mut h = Household::new(1);
     let held = Filesystem::mount_and_then(&mut st, |fs| {
-        fs.create_dir_all(&PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?)?;
+        fs.create_dir_all(
+            &PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?,
+        )?;
         let (mut shard, mut size, mut held) = (0u32, 0usize, 0u64);
         'outer: loop {
             let mut r = h.interval();
             clock.stamp(&mut r);
             for c in 0..3 {
-                if lfs_append(fs, &mut shard, &mut size, &original_record(c as u16, &r, c)).is_err() {
+                if lfs_append(fs, &mut shard, &mut size, &original_record(c as u16, &r, c)).is_err()
+                {
                     break 'outer;
                 }
             }
@@ -435,12 +499,16 @@ fn run_original(days: u64, cuts: u64) -> Result<Row> {
     row.days = held as f64 / 1440.0;
 
     // steady state: daily collect + GET /reset
-    let mut st = Lfs { flash: EmulatedFlash::new(REGION) };
+    let mut st = Lfs {
+        flash: EmulatedFlash::new(REGION),
+    };
     lfs_mount_or_format(&mut st)?;
     st.flash.reset_counters();
     let mut h = Household::new(2);
     Filesystem::mount_and_then(&mut st, |fs| {
-        fs.create_dir_all(&PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?)?;
+        fs.create_dir_all(
+            &PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?,
+        )?;
         let (mut shard, mut size) = (0u32, 0usize);
         for _ in 0..days {
             for _ in 0..1440 {
@@ -459,11 +527,19 @@ fn run_original(days: u64, cuts: u64) -> Result<Row> {
     .map_err(|e| anyhow::anyhow!("littlefs: {e:?}"))?;
     let payload = days * 1440 * 90;
     row.write_amp = st.flash.bytes_programmed() as f64 / payload as f64;
-    row.erases_per_day = st.flash.erase_counts().iter().map(|&c| u64::from(c)).sum::<u64>() as f64 / days as f64;
+    row.erases_per_day = st
+        .flash
+        .erase_counts()
+        .iter()
+        .map(|&c| u64::from(c))
+        .sum::<u64>() as f64
+        / days as f64;
     (row.spread, row.erase_min, row.erase_max) = spread(st.flash.erase_counts());
 
     // power cuts: each committed (closed) record must survive
-    let mut st = Lfs { flash: EmulatedFlash::new(REGION) };
+    let mut st = Lfs {
+        flash: EmulatedFlash::new(REGION),
+    };
     lfs_mount_or_format(&mut st)?;
     let mut rng = Rng::new(3);
     let mut committed = 0u64;
@@ -478,7 +554,9 @@ fn run_original(days: u64, cuts: u64) -> Result<Row> {
         }
         st.flash.cut_after(1 + rng.below(600), rng.next_u64());
         let res = Filesystem::mount_and_then(&mut st, |fs| {
-            fs.create_dir_all(&PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?)?;
+            fs.create_dir_all(
+                &PathBuf::try_from("ct_readings").map_err(|_| littlefs2::io::Error::INVALID)?,
+            )?;
             let (shards, last, found) = lfs_scan(fs).map_err(|_| littlefs2::io::Error::IO)?;
             let lost = committed.saturating_sub(found);
             let (mut shard, mut size) = (shards.saturating_sub(1), last);
@@ -491,7 +569,9 @@ fn run_original(days: u64, cuts: u64) -> Result<Row> {
                 let mut r = h.interval();
                 clock.stamp(&mut r);
                 for c in 0..3 {
-                    if lfs_append(fs, &mut shard, &mut size, &original_record(c as u16, &r, c)).is_err() {
+                    if lfs_append(fs, &mut shard, &mut size, &original_record(c as u16, &r, c))
+                        .is_err()
+                    {
                         return Ok((lost, found + added, false));
                     }
                     added += 1;
@@ -538,18 +618,27 @@ fn main() -> Result<()> {
     }
     let rows = [run_ours(days, cuts)?, run_original(days, cuts)?];
     if json {
-        let mut out = String::from("{\n  \"workload\": {\"voltages\": 1, \"circuits\": 3, \"interval_s\": 60, ");
-        let _ = write!(out, "\"region_bytes\": {REGION}, \"days_simulated\": {days}, \"cuts\": {cuts}}},\n  \"results\": [\n");
+        let mut out = String::from(
+            "{\n  \"workload\": {\"voltages\": 1, \"circuits\": 3, \"interval_s\": 60, ",
+        );
+        let _ = write!(
+            out,
+            "\"region_bytes\": {REGION}, \"days_simulated\": {days}, \"cuts\": {cuts}}},\n  \"results\": [\n"
+        );
         for (i, r) in rows.iter().enumerate() {
             let _ = write!(
                 out,
-                "    {{\"name\": \"{}\", \"bytes_per_interval\": {:.2}, \"days_in_region\": {:.1}, \"write_amplification\": {:.3}, \"erases_per_day\": {:.2}, \"erase_spread\": {}, \"erase_min\": {}, \"erase_max\": {}, \"records_lost\": {}, \"cuts\": {}, {}}}{}\n",
+                "    {{\"name\": \"{}\", \"bytes_per_interval\": {:.2}, \"days_in_region\": {:.1}, \"write_amplification\": {:.3}, \"erases_per_day\": {:.2}, \"erase_spread\": {}, \"erase_min\": {}, \"erase_max\": {}, \"records_lost\": {}, \"cuts\": {}, {}}}{}",
                 r.name,
                 r.bytes_per_interval,
                 r.days,
                 r.write_amp,
                 r.erases_per_day,
-                if r.spread.is_finite() { format!("{:.2}", r.spread) } else { "null".into() },
+                if r.spread.is_finite() {
+                    format!("{:.2}", r.spread)
+                } else {
+                    "null".into()
+                },
                 r.erase_min,
                 r.erase_max,
                 r.lost,
@@ -557,22 +646,46 @@ fn main() -> Result<()> {
                 r.extra,
                 if i + 1 < rows.len() { "," } else { "" }
             );
+            out.push('\n');
         }
         out.push_str("  ]\n}");
         println!("{out}");
     } else {
-        println!("store bench: 1 V + 3 CT, 1-minute intervals, {days} days simulated, region 0x1e0000 bytes, {cuts} power cuts");
+        println!(
+            "store bench: 1 V + 3 CT, 1-minute intervals, {days} days simulated, region 0x1e0000 bytes, {cuts} power cuts"
+        );
         println!(
             "{:<30} {:>10} {:>8} {:>10} {:>10} {:>14} {:>12}",
-            "layout", "B/interval", "days", "write amp", "erases/d", "spread (max/min)", "lost/cuts"
+            "layout",
+            "B/interval",
+            "days",
+            "write amp",
+            "erases/d",
+            "spread (max/min)",
+            "lost/cuts"
         );
         for r in &rows {
             println!(
                 "{:<30} {:>10.1} {:>8.1} {:>10.2} {:>10.1} {:>9.2} ({}/{}) {:>7}/{}",
-                r.name, r.bytes_per_interval, r.days, r.write_amp, r.erases_per_day, r.spread, r.erase_max, r.erase_min, r.lost, r.cuts
+                r.name,
+                r.bytes_per_interval,
+                r.days,
+                r.write_amp,
+                r.erases_per_day,
+                r.spread,
+                r.erase_max,
+                r.erase_min,
+                r.lost,
+                r.cuts
             );
         }
-        println!("extra: {}", rows.iter().map(|r| format!("{}: {{{}}}", r.name, r.extra)).collect::<Vec<_>>().join("; "));
+        println!(
+            "extra: {}",
+            rows.iter()
+                .map(|r| format!("{}: {{{}}}", r.name, r.extra))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     Ok(())
 }

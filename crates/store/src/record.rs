@@ -251,7 +251,7 @@ impl BitReader<'_> {
 // ---------------------------------------------------------------- adaptive Rice
 
 const ESCAPE_Q: u64 = 8;
-const RICE_RESET: u32 = 32;
+const RICE_RESET: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rice {
@@ -409,10 +409,10 @@ fn get(r: &Record, f: usize) -> i64 {
         _ => {
             let c = &r.circuits[(f - CIRC) / 8];
             match (f - CIRC) % 8 {
-                0 => i64::from(c.i_rms_ma),
-                1 => i64::from(c.real_power_dw),
-                2 => i64::from(c.real_power_min_dw),
-                3 => i64::from(c.real_power_max_dw),
+                0 => i64::from(c.real_power_dw),
+                1 => i64::from(c.real_power_min_dw),
+                2 => i64::from(c.real_power_max_dw),
+                3 => i64::from(c.i_rms_ma),
                 4 => i64::from(c.apparent_power_dva),
                 5 => i64::from(c.power_factor_milli),
                 6 => c.import_mwh as i64,
@@ -463,10 +463,10 @@ fn set(r: &mut Record, f: usize, v: i64) -> Result<(), DecodeError> {
         _ => {
             let c = &mut r.circuits[(f - CIRC) / 8];
             match (f - CIRC) % 8 {
-                0 => c.i_rms_ma = u32v()?,
-                1 => c.real_power_dw = i32v()?,
-                2 => c.real_power_min_dw = i32v()?,
-                3 => c.real_power_max_dw = i32v()?,
+                0 => c.real_power_dw = i32v()?,
+                1 => c.real_power_min_dw = i32v()?,
+                2 => c.real_power_max_dw = i32v()?,
+                3 => c.i_rms_ma = u32v()?,
                 4 => c.apparent_power_dva = u32v()?,
                 5 => c.power_factor_milli = i16::try_from(v).map_err(|_| DecodeError::Malformed)?,
                 6 => c.import_mwh = v as u64,
@@ -517,10 +517,17 @@ fn predict(f: usize, p: &Record, c: &Record) -> i64 {
             let (pc, cc) = (&p.circuits[ci], &c.circuits[ci]);
             let (pavg, cavg) = (i64::from(pc.real_power_dw), i64::from(cc.real_power_dw));
             match (f - CIRC) % 8 {
-                0 => i64::from(pc.i_rms_ma),
-                1 => pavg,
-                2 => cavg.wrapping_sub(pavg.wrapping_sub(i64::from(pc.real_power_min_dw))),
-                3 => cavg.wrapping_add(i64::from(pc.real_power_max_dw).wrapping_sub(pavg)),
+                0 => pavg,
+                1 => cavg.wrapping_sub(pavg.wrapping_sub(i64::from(pc.real_power_min_dw))),
+                2 => cavg.wrapping_add(i64::from(pc.real_power_max_dw).wrapping_sub(pavg)),
+                // current scales with |real power| at a steady power factor
+                3 => {
+                    let pi = i64::from(pc.i_rms_ma);
+                    match pavg.unsigned_abs() {
+                        0 => pi,
+                        d => pi.wrapping_mul(cavg.wrapping_abs()) / d as i64,
+                    }
+                }
                 4 => i64::from(pc.apparent_power_dva)
                     .wrapping_add(vi_dva(c, ci))
                     .wrapping_sub(vi_dva(p, ci)),
