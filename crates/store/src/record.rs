@@ -251,7 +251,7 @@ impl BitReader<'_> {
 // ---------------------------------------------------------------- adaptive Rice
 
 const ESCAPE_Q: u64 = 8;
-const RICE_RESET: u32 = 3;
+const RICE_RESET: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rice {
