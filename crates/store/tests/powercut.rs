@@ -264,7 +264,7 @@ fn power_cut_campaign() {
     let full = !cfg!(debug_assertions);
     let per = if full { 2_500 } else { 150 };
     let mut t = Tally::default();
-    for (i, sectors) in [12u32, 16, 24, 40].into_iter().enumerate() {
+    for (i, sectors) in [8u32, 12, 24, 40].into_iter().enumerate() {
         campaign(1000 + i as u64, sectors, per, &mut t);
     }
     eprintln!("{t:?}");
