@@ -12,7 +12,7 @@
 //!
 //! Architecture invariants: `no_std`, no allocation; knows nothing of
 //! metering, clocks or HTTP; never panics on flash contents. RAM: the
-//! [`Store`] value is about 2.6 KiB with the default `N = 480` (4 bytes per
+//! [`Store`] value is about 3 KiB with the default `N = 480` (4 bytes per
 //! log sector + one codec state), plus at most ~3 KiB of stack during a merge.
 #![no_std]
 
