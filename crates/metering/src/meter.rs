@@ -1,16 +1,21 @@
 //! The engine: per-sample accumulation, per-cycle integer bookkeeping and the
 //! once-per-interval conversion to physical units.
 
+use core::num::NonZeroU32;
+
 use crate::config::{
-    Calibration, Config, ConfigError, DelayPlan, IHIST, K_SHIFT, LinearityTable, MAX_CIRCUITS,
-    MAX_VOLTAGES, VHIST, delay_plan, energy_factor_q48,
+    Calibration, Config, ConfigError, DelayPlan, IHIST, K_SHIFT, Layout, LinearityTable,
+    MAX_CIRCUITS, MAX_VOLTAGES, VHIST, delay_plan, energy_factor_q48,
 };
 
 const VMASK: u32 = VHIST as u32 - 1;
 const IMASK: u32 = IHIST as u32 - 1;
 const FRAC_MASK: u64 = (1u64 << K_SHIFT) - 1;
-/// (2π)² · 2⁶⁴, for Δ² = (2π/period)² in Q32 with the period in Q16.
-const FOUR_PI_SQ_Q64: u128 = 728_248_265_982_611_292_160;
+/// 2π · 2⁴⁸, for Δ = 2π/period in Q32 with the period in Q16.
+const TWO_PI_Q48: u64 = 1_768_559_438_007_110;
+/// The squares and products of this many samples fit the 32-bit partial
+/// sums of [`CycleSums`]: 64 · 5119² < 2³¹.
+const FOLD_EVERY: u32 = 64;
 const OFFSET_MIN: i32 = -512;
 const OFFSET_MAX: i32 = 4607;
 
@@ -135,14 +140,24 @@ enum CycleEnd {
 }
 
 /// Raw per-cycle sums, counts after subtracting the running offset.
+///
+/// Per sample, the squares and products go into 32-bit partial sums
+/// (`*_p`), which [`CycleSums::fold`] adds into the 64-bit sums every
+/// [`FOLD_EVERY`] samples and at the cycle end: a 32-bit add per sample
+/// instead of a 64-bit one. |value| ≤ 5119 (counts −512..=4607 minus an
+/// offset in the same range), so 64 squares or products fit `i32`/`u32`;
+/// the plain sums fit `i32` for any cycle the detector allows (≤ 500 samples).
 #[derive(Clone, Copy)]
 struct CycleSums {
     n: u32,
     v_s: [i32; MAX_VOLTAGES],
-    v_ss: [i64; MAX_VOLTAGES],
+    v_ss_p: [u32; MAX_VOLTAGES],
     i_s: [i32; MAX_CIRCUITS],
-    i_ss: [i64; MAX_CIRCUITS],
+    i_ss_p: [u32; MAX_CIRCUITS],
     vc_s: [i32; MAX_CIRCUITS],
+    vi_p: [i32; MAX_CIRCUITS],
+    v_ss: [u64; MAX_VOLTAGES],
+    i_ss: [u64; MAX_CIRCUITS],
     vi: [i64; MAX_CIRCUITS],
 }
 
@@ -150,12 +165,30 @@ impl CycleSums {
     const ZERO: CycleSums = CycleSums {
         n: 0,
         v_s: [0; MAX_VOLTAGES],
-        v_ss: [0; MAX_VOLTAGES],
+        v_ss_p: [0; MAX_VOLTAGES],
         i_s: [0; MAX_CIRCUITS],
-        i_ss: [0; MAX_CIRCUITS],
+        i_ss_p: [0; MAX_CIRCUITS],
         vc_s: [0; MAX_CIRCUITS],
+        vi_p: [0; MAX_CIRCUITS],
+        v_ss: [0; MAX_VOLTAGES],
+        i_ss: [0; MAX_CIRCUITS],
         vi: [0; MAX_CIRCUITS],
     };
+
+    /// Moves the 32-bit partial sums into the 64-bit ones.
+    #[inline(never)]
+    fn fold(&mut self) {
+        for ch in 0..MAX_VOLTAGES {
+            self.v_ss[ch] += self.v_ss_p[ch] as u64;
+            self.v_ss_p[ch] = 0;
+        }
+        for ct in 0..MAX_CIRCUITS {
+            self.i_ss[ct] += self.i_ss_p[ct] as u64;
+            self.i_ss_p[ct] = 0;
+            self.vi[ct] += self.vi_p[ct] as i64;
+            self.vi_p[ct] = 0;
+        }
+    }
 }
 
 /// Interval sums of DC-free per-cycle results (integers).
@@ -198,41 +231,78 @@ impl IntervalSums {
     }
 }
 
+/// Channel counts of a layout, for the specialised per-sample paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One voltage, one CT.
+    V1C1,
+    /// One voltage, two CTs.
+    V1C2,
+    /// One voltage, three CTs (single phase or virtual three-phase).
+    V1C3,
+    /// Three voltages, three CTs; CT n against voltage n.
+    V3C3,
+}
+
+impl Shape {
+    fn of(layout: Layout) -> Shape {
+        match layout {
+            Layout::SinglePhase { cts: 1 } => Shape::V1C1,
+            Layout::SinglePhase { cts: 2 } => Shape::V1C2,
+            Layout::SinglePhase { .. } | Layout::ThreePhaseVirtual => Shape::V1C3,
+            Layout::ThreePhase => Shape::V3C3,
+        }
+    }
+}
+
 /// The metering engine. Fixed size (about 2.5 KiB), no allocation.
+///
+/// `repr(C)` keeps the fields the per-sample path touches at the start,
+/// within reach of the 12-bit load/store offsets of RISC-V.
 #[derive(Clone)]
+#[repr(C)]
 pub struct Meter {
-    cfg: Config,
-    nv: usize,
-    nc: usize,
-    use_lin: bool,
-    lin: LinearityTable,
-    hyst: i32,
-    min_len: u32,
-    max_len: u32,
-    no_load_ms: i64,
+    // --- per-sample state ---
+    pos: u32,
+    /// Current cycle length so far and sums.
+    cyc: CycleSums,
     /// Running DC offsets (counts), updated at every cycle end.
     off_v: [i32; MAX_VOLTAGES],
     off_i: [i32; MAX_CIRCUITS],
-    /// Raw (linearised) history, indexed by `pos & mask`.
-    vhist: [[i16; VHIST]; MAX_VOLTAGES],
-    ihist: [[i16; IHIST]; MAX_CIRCUITS],
-    pos: u32,
-    vsrc: [usize; MAX_CIRCUITS],
-    plan: [DelayPlan; MAX_CIRCUITS],
     /// Current voltage delay per CT: whole samples and Q15 fraction.
     vdelay: [u32; MAX_CIRCUITS],
     vfrac: [i32; MAX_CIRCUITS],
+    /// Whole samples each CT's current is delayed by.
+    i_delay: [u32; MAX_CIRCUITS],
+    /// `-zc_hysteresis_counts`.
+    neg_hyst: i32,
+    min_len: u32,
+    max_len: u32,
+    armed: bool,
+    use_lin: bool,
+    shape: Shape,
+    /// Raw (linearised) current history, indexed by `pos & mask`.
+    ihist: [[i16; IHIST]; MAX_CIRCUITS],
+    lin: LinearityTable,
+    /// Raw (linearised) voltage history, indexed by `pos & mask`.
+    vhist: [[i16; VHIST]; MAX_VOLTAGES],
+    // --- per-cycle and per-interval state ---
+    cfg: Config,
+    nv: usize,
+    nc: usize,
+    no_load_ms: i64,
+    vsrc: [usize; MAX_CIRCUITS],
+    plan: [DelayPlan; MAX_CIRCUITS],
     k_q48: [u64; MAX_CIRCUITS],
     /// `k_q48` divided by the interpolator's fundamental gain.
     k_eff: [u64; MAX_CIRCUITS],
     /// Interpolator gain at the fundamental, Q32.
     interp_gain_q32: [u64; MAX_CIRCUITS],
-    ct_sign: [i64; MAX_CIRCUITS],
+    /// CT with a negative gain (direction flipped).
+    ct_neg: [bool; MAX_CIRCUITS],
     period_q16: i64,
     period_known: bool,
     synced: bool,
-    armed: bool,
-    cyc: CycleSums,
     acc: IntervalSums,
     regs: Registers,
     total: u64,
@@ -262,33 +332,35 @@ impl Meter {
         }
         let period_q16 = ((cfg.sample_rate_hz as i64) << 16) / cfg.nominal_hz as i64;
         let mut m = Meter {
+            pos: 0,
+            cyc: CycleSums::ZERO,
+            off_v,
+            off_i,
+            vdelay: [0; MAX_CIRCUITS],
+            vfrac: [0; MAX_CIRCUITS],
+            i_delay: [0; MAX_CIRCUITS],
+            neg_hyst: -(cfg.zc_hysteresis_counts as i32),
+            min_len: cfg.min_cycle_samples(),
+            max_len: cfg.max_cycle_samples(),
+            armed: false,
+            use_lin: false,
+            shape: Shape::of(cfg.layout),
+            ihist,
+            lin: LinearityTable::identity(),
+            vhist,
             cfg,
             nv,
             nc,
-            use_lin: false,
-            lin: LinearityTable::identity(),
-            hyst: cfg.zc_hysteresis_counts as i32,
-            min_len: cfg.min_cycle_samples(),
-            max_len: cfg.max_cycle_samples(),
             no_load_ms: 0,
-            off_v,
-            off_i,
-            vhist,
-            ihist,
-            pos: 0,
             vsrc,
             plan: [DelayPlan::default(); MAX_CIRCUITS],
-            vdelay: [0; MAX_CIRCUITS],
-            vfrac: [0; MAX_CIRCUITS],
             k_q48: [0; MAX_CIRCUITS],
             k_eff: [0; MAX_CIRCUITS],
             interp_gain_q32: [1 << 32; MAX_CIRCUITS],
-            ct_sign: [1; MAX_CIRCUITS],
+            ct_neg: [false; MAX_CIRCUITS],
             period_q16,
             period_known: false,
             synced: false,
-            armed: false,
-            cyc: CycleSums::ZERO,
             acc: IntervalSums::new(0, Registers::default()),
             regs: Registers::default(),
             total: 0,
@@ -338,16 +410,19 @@ impl Meter {
     fn apply_calibration(&mut self, cal: Calibration) -> Result<(), ConfigError> {
         let mut plan = [DelayPlan::default(); MAX_CIRCUITS];
         let mut k = [0u64; MAX_CIRCUITS];
-        let mut sign = [1i64; MAX_CIRCUITS];
+        let mut neg = [false; MAX_CIRCUITS];
+        let mut i_delay = [0u32; MAX_CIRCUITS];
         for ct in 0..self.nc {
             plan[ct] = delay_plan(&self.cfg, &cal, ct)?;
             k[ct] = energy_factor_q48(&self.cfg, &cal, ct).ok_or(ConfigError::Gain)?;
-            sign[ct] = if cal.i_gain[ct] < 0.0 { -1 } else { 1 };
+            neg[ct] = cal.i_gain[ct] < 0.0;
+            i_delay[ct] = plan[ct].i_delay;
         }
         self.cfg.cal = cal;
         self.plan = plan;
         self.k_q48 = k;
-        self.ct_sign = sign;
+        self.ct_neg = neg;
+        self.i_delay = i_delay;
         self.use_lin = cal.linearity.is_some();
         self.lin = cal.linearity.unwrap_or(LinearityTable::identity());
         let thr = cal.no_load_irms_counts as i64;
@@ -360,11 +435,15 @@ impl Meter {
     /// energy factor corrected for the interpolator's gain (integer only).
     fn update_delays(&mut self) {
         let max = ((VHIST as i64) - 2) << 16;
-        // Δ² = (2π/period)² in Q32, period in Q16 samples.
-        let p = self.period_q16.max(1) as u128;
-        let d2 = (FOUR_PI_SQ_Q64 / (p * p)).min(1 << 34) as u64;
+        // Δ = 2π/period in Q32 (one 64-bit division). Accepted cycles are at
+        // least 7 samples long, so Δ < 1 and everything below fits 64 bits;
+        // the clamp only guards that.
+        let p = self.period_q16.max(1 << 16) as u64;
+        let delta = (TWO_PI_Q48 / p).min(u32::MAX as u64);
+        let d2 = (delta * delta) >> 32; // Δ², Q32, < 2³²
         // 1 − cos Δ ≈ Δ²/2 − Δ⁴/24, Q32.
-        let one_minus_cos = (d2 / 2).saturating_sub(((d2 as u128 * d2 as u128) >> 32) as u64 / 24);
+        let d4_24 = (((d2 * d2) >> 32) as u32 / 24) as u64;
+        let one_minus_cos = (d2 / 2).saturating_sub(d4_24);
         for ct in 0..self.nc {
             let plan = &self.plan[ct];
             let d = ((self.period_q16 * plan.turns_q32) >> 32) + plan.fixed_q16;
@@ -372,6 +451,12 @@ impl Meter {
             self.vdelay[ct] = (d >> 16) as u32;
             let c = ((d & 0xFFFF) >> 1) as i32;
             self.vfrac[ct] = c;
+            if c == 0 {
+                // Whole-sample delay: no interpolation, gain exactly 1.
+                self.interp_gain_q32[ct] = 1 << 32;
+                self.k_eff[ct] = self.k_q48[ct];
+                continue;
+            }
             // Linear interpolation at fraction c scales the fundamental by
             // |1 − c + c·e^(−jΔ)| = sqrt(1 − 2c(1−c)(1 − cos Δ))
             //                     ≈ 1 − x − x²/2 with x = c(1−c)(1 − cos Δ).
@@ -379,9 +464,11 @@ impl Meter {
             let x = (cc * one_minus_cos) >> 30; // Q32
             let g = (1u64 << 32) - x - ((x * x) >> 33);
             self.interp_gain_q32[ct] = g;
-            self.k_eff[ct] = ((self.k_q48[ct] as u128) << 32)
-                .div_ceil(g as u128)
-                .min(u64::MAX as u128) as u64;
+            // k / g through the reciprocal 2⁶⁴/g (one 64-bit division;
+            // relative error < 2⁻³¹, far below the f32 calibration).
+            let recip = u64::MAX / g.max(1);
+            self.k_eff[ct] =
+                ((self.k_q48[ct] as u128 * recip as u128) >> 32).min(u64::MAX as u128) as u64;
         }
     }
 
@@ -389,10 +476,8 @@ impl Meter {
     fn lin_count(&self, raw: u16) -> i32 {
         if self.use_lin {
             self.lin.apply(raw)
-        } else if raw > 4095 {
-            4095
         } else {
-            raw as i32
+            raw.min(4095) as i32
         }
     }
 
@@ -404,12 +489,26 @@ impl Meter {
     /// counted in [`Interval::dropped_sets`].
     #[inline(never)]
     pub fn push(&mut self, set: &[u16]) -> Option<Interval> {
-        let nv = self.nv;
-        let nc = self.nc;
-        if set.len() < nv + nc {
+        // One specialised copy of the path per layout shape: the channel
+        // loops unroll and every index is a constant.
+        match self.shape {
+            Shape::V1C1 => self.push_n::<1, 1, 2>(set),
+            Shape::V1C2 => self.push_n::<1, 2, 3>(set),
+            Shape::V1C3 => self.push_n::<1, 3, 4>(set),
+            Shape::V3C3 => self.push_n::<3, 3, 6>(set),
+        }
+    }
+
+    /// [`Meter::push`] for `NV` voltages and `NC` CTs (`N = NV + NC`).
+    #[inline(always)]
+    fn push_n<const NV: usize, const NC: usize, const N: usize>(
+        &mut self,
+        set: &[u16],
+    ) -> Option<Interval> {
+        let Some(set) = set.first_chunk::<N>() else {
             self.dropped = self.dropped.saturating_add(1);
             return None;
-        }
+        };
         let pos = self.pos.wrapping_add(1);
         self.pos = pos;
 
@@ -418,7 +517,7 @@ impl Meter {
         let raw0 = self.lin_count(set[0]);
         let v0 = raw0 - self.off_v[0];
         let mut end = None;
-        if v0 < -self.hyst {
+        if v0 < self.neg_hyst {
             self.armed = true;
         } else if v0 >= 0 && self.armed {
             self.armed = false;
@@ -435,10 +534,7 @@ impl Meter {
         };
 
         let vp = (pos & VMASK) as usize;
-        for ch in 0..MAX_VOLTAGES {
-            if ch >= nv {
-                break;
-            }
+        for ch in 0..NV {
             let raw = if ch == 0 {
                 raw0
             } else {
@@ -447,30 +543,31 @@ impl Meter {
             self.vhist[ch][vp] = raw as i16;
             let v = raw - self.off_v[ch];
             self.cyc.v_s[ch] += v;
-            self.cyc.v_ss[ch] += (v * v) as i64;
+            self.cyc.v_ss_p[ch] += (v * v) as u32;
         }
         let ip = (pos & IMASK) as usize;
-        for ct in 0..MAX_CIRCUITS {
-            if ct >= nc {
-                break;
-            }
-            let raw = self.lin_count(set[nv + ct]);
+        for ct in 0..NC {
+            let raw = self.lin_count(set[NV + ct]);
             let ih = &mut self.ihist[ct];
             ih[ip] = raw as i16;
-            let i = ih[(pos.wrapping_sub(self.plan[ct].i_delay) & IMASK) as usize] as i32
-                - self.off_i[ct];
-            let src = self.vsrc[ct] % MAX_VOLTAGES;
+            let i =
+                ih[(pos.wrapping_sub(self.i_delay[ct]) & IMASK) as usize] as i32 - self.off_i[ct];
+            let src = if NV == 1 { 0 } else { ct };
             let h = &self.vhist[src];
             let back = pos.wrapping_sub(self.vdelay[ct]);
             let a = h[(back & VMASK) as usize] as i32;
             let b = h[(back.wrapping_sub(1) & VMASK) as usize] as i32;
             let vc = a + (((b - a) * self.vfrac[ct] + (1 << 14)) >> 15) - self.off_v[src];
             self.cyc.i_s[ct] += i;
-            self.cyc.i_ss[ct] += (i * i) as i64;
+            self.cyc.i_ss_p[ct] += (i * i) as u32;
             self.cyc.vc_s[ct] += vc;
-            self.cyc.vi[ct] += (vc * i) as i64;
+            self.cyc.vi_p[ct] += vc * i;
         }
-        self.cyc.n += 1;
+        let n = self.cyc.n + 1;
+        self.cyc.n = n;
+        if n.is_multiple_of(FOLD_EVERY) {
+            self.cyc.fold();
+        }
         out
     }
 
@@ -491,14 +588,14 @@ impl Meter {
     }
 
     /// Per-cycle work: exact DC removal, no-load gate, energy registers,
-    /// offset tracking, period and delay update. Integer only.
+    /// offset tracking, period and delay update. Integer only; every
+    /// division is by the cycle length (< 2¹⁶) and done with native 32-bit
+    /// divisions ([`divrem_small`]).
     #[inline(never)]
     fn close_cycle(&mut self, kind: CycleEnd) -> Option<Interval> {
-        let c = self.cyc;
-        self.cyc = CycleSums::ZERO;
-        if c.n == 0 {
-            return None;
-        }
+        self.cyc.fold();
+        let c = &self.cyc;
+        let n = NonZeroU32::new(c.n)?;
         let kind = match kind {
             CycleEnd::Crossing if !self.synced => {
                 self.synced = true;
@@ -514,42 +611,39 @@ impl Meter {
         // subtracting it is exact DC removal. Partial windows keep the
         // running offset instead.
         let exact = matches!(kind, CycleEnd::Crossing | CycleEnd::Timeout);
-        let n = c.n as i64;
         let a = &mut self.acc;
         for ch in 0..self.nv {
-            let s = c.v_s[ch] as i64;
+            let s = c.v_s[ch];
             let mut ss = c.v_ss[ch];
             if exact {
-                ss -= s * s / n;
+                ss = ss.saturating_sub(sq_div(s, n));
             }
-            let ss = ss.max(0) as u64;
             a.v_ss[ch] += ss;
-            let ms = (ss << 8) / c.n as u64;
+            let ms = divrem_small(ss << 8, n).0;
             a.v_ms_min[ch] = a.v_ms_min[ch].min(ms);
             a.v_ms_max[ch] = a.v_ms_max[ch].max(ms);
-            self.off_v[ch] =
-                (self.off_v[ch] + round_div(s, n) as i32).clamp(OFFSET_MIN, OFFSET_MAX);
+            self.off_v[ch] = (self.off_v[ch] + round_div(s, n)).clamp(OFFSET_MIN, OFFSET_MAX);
         }
         for ct in 0..self.nc {
-            let s = c.i_s[ct] as i64;
-            let mut ii = c.i_ss[ct];
+            let s = c.i_s[ct];
+            let mut ii = c.i_ss[ct] as i64;
             let mut vi = c.vi[ct];
-            let ii_ac = ii - s * s / n;
+            let ii_ac = ii - sq_div(s, n) as i64;
             if exact {
                 ii = ii_ac;
-                vi -= c.vc_s[ct] as i64 * s / n;
+                vi -= mul_div(c.vc_s[ct], s, n);
             }
             let mut ii = ii.max(0);
             // The gate always judges the AC content of the window, so a DC
             // error in a partial (start-up) cycle cannot open it.
-            if ii_ac < self.no_load_ms * n {
+            if ii_ac < self.no_load_ms * n.get() as i64 {
                 ii = 0;
                 vi = 0;
             }
-            let vi = vi * self.ct_sign[ct];
+            let vi = if self.ct_neg[ct] { -vi } else { vi };
             a.i_ss[ct] += ii as u64;
             a.vi[ct] += vi;
-            let p = (vi << 8) / n;
+            let p = div_signed(vi << 8, n);
             a.p_min[ct] = a.p_min[ct].min(p);
             a.p_max[ct] = a.p_max[ct].max(p);
             let k = self.k_eff[ct];
@@ -568,27 +662,32 @@ impl Meter {
                     k,
                 );
             }
-            self.off_i[ct] =
-                (self.off_i[ct] + round_div(s, n) as i32).clamp(OFFSET_MIN, OFFSET_MAX);
+            self.off_i[ct] = (self.off_i[ct] + round_div(s, n)).clamp(OFFSET_MIN, OFFSET_MAX);
         }
-        a.samples += c.n as u64;
+        let n = n.get();
+        self.cyc = CycleSums::ZERO;
+        a.samples += n as u64;
         match kind {
             CycleEnd::Crossing => {
                 a.cycles += 1;
-                a.cycle_samples += c.n as u64;
-                let nq = n << 16;
-                self.period_q16 = if self.period_known {
+                a.cycle_samples += n as u64;
+                let nq = (n as i64) << 16;
+                let period = if self.period_known {
                     self.period_q16 + ((nq - self.period_q16) >> 4)
                 } else {
                     self.period_known = true;
                     nq
                 };
-                self.update_delays();
+                // The delays are a function of the period alone.
+                if period != self.period_q16 {
+                    self.period_q16 = period;
+                    self.update_delays();
+                }
             }
             CycleEnd::Timeout => a.timeouts += 1,
             _ => {}
         }
-        self.total += c.n as u64;
+        self.total += n as u64;
         if self.total >= self.next_boundary {
             let step = self.cfg.interval_samples as u64;
             while self.next_boundary <= self.total {
@@ -689,14 +788,47 @@ fn add_energy(whole: &mut u64, frac: &mut u64, raw: u64, k: u64) {
     *frac = (t as u64) & FRAC_MASK;
 }
 
-/// `s / n` rounded to nearest (n > 0).
+/// `x / n` rounded down, and the remainder, for `n < 2¹⁶`: three native
+/// 32-bit divisions (long division in 16-bit digits; each partial dividend
+/// is below `n · 2¹⁶`) instead of a 64-bit division call.
 #[inline]
-fn round_div(s: i64, n: i64) -> i64 {
-    if s >= 0 {
-        (s + n / 2) / n
-    } else {
-        -((-s + n / 2) / n)
-    }
+fn divrem_small(x: u64, n: NonZeroU32) -> (u64, u32) {
+    debug_assert!(n.get() < 1 << 16);
+    let hi = (x >> 32) as u32;
+    let lo = x as u32;
+    let q2 = hi / n;
+    let m = ((hi % n) << 16) | (lo >> 16);
+    let q1 = m / n;
+    let l = ((m % n) << 16) | (lo & 0xFFFF);
+    let q0 = l / n;
+    (((q2 as u64) << 32) | ((q1 << 16) | q0) as u64, l % n)
+}
+
+/// `s² / n` rounded down.
+#[inline]
+fn sq_div(s: i32, n: NonZeroU32) -> u64 {
+    let a = s.unsigned_abs() as u64;
+    divrem_small(a * a, n).0
+}
+
+/// `x · y / n` rounded toward zero.
+#[inline]
+fn mul_div(x: i32, y: i32, n: NonZeroU32) -> i64 {
+    div_signed(x as i64 * y as i64, n)
+}
+
+/// `x / n` rounded toward zero (as `i64` division), for `|x| < 2⁶³`.
+#[inline]
+fn div_signed(x: i64, n: NonZeroU32) -> i64 {
+    let q = divrem_small(x.unsigned_abs(), n).0 as i64;
+    if x < 0 { -q } else { q }
+}
+
+/// `s / n` rounded to nearest, halves away from zero.
+#[inline]
+fn round_div(s: i32, n: NonZeroU32) -> i32 {
+    let q = ((s.unsigned_abs() + n.get() / 2) / n) as i32;
+    if s < 0 { -q } else { q }
 }
 
 /// sqrt(ss / n) in counts, via an integer square root in Q16.
