@@ -209,7 +209,13 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
             Err(_) => None,
         };
         let state_was_readable = st.is_some();
-        let mut st = st.unwrap_or_default();
+        let mut st = st.unwrap_or_else(|| {
+            // A fresh device takes the interval of the board's engine config.
+            let mut p = Persisted::default();
+            let rate = opts.meter.sample_rate_hz.max(1);
+            p.settings.interval_s = (opts.meter.interval_samples / rate).clamp(1, 3600);
+            p
+        });
 
         // The newest record bounds when the previous boot stopped.
         let next = store.next_seq();
@@ -517,6 +523,21 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
     /// Whether the device has been paired.
     pub fn is_paired(&self) -> bool {
         self.api_key.is_some()
+    }
+
+    /// Sets the wall clock from the shell (an installer's sync, SNTP):
+    /// the same effect as `POST /api/v1/time`, event included.
+    pub fn sync_time(&mut self, now_ms: u64, wall_ms: u64, uncertainty_ms: u32) {
+        let _ = self.set_time(now_ms, wall_ms, uncertainty_ms);
+    }
+
+    /// Turns legacy mode on or off (a build or jumper option on the board;
+    /// persisted like `PUT /config`).
+    pub fn set_legacy(&mut self, on: bool) {
+        if self.st.settings.legacy != on {
+            self.st.settings.legacy = on;
+            self.save_state();
+        }
     }
 
     /// The latest fault message, if any.

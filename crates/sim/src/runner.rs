@@ -1,0 +1,485 @@
+//! One virtual device: boot loop, sample feed, power cuts, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use device::api::{Request, Response};
+use device::http::{Service, Shared as SharedCell};
+use device::platform::Clock;
+use device::routes::Route;
+use device::{Action, Device, Options};
+use metering::Layout;
+use store::emulated::EmulatedFlash;
+use tokio::io::AsyncWriteExt;
+
+use crate::flash::{CutControl, SimFlash, SimOta};
+use crate::source::{self, Profile, Source};
+use crate::{SimOptions, home};
+
+/// Most concurrent HTTP connections per device; more are refused with 503.
+const MAX_CONNECTIONS: usize = 8;
+/// Most sample sets fed per lock of the device.
+const CHUNK_SETS: usize = 4096;
+
+type SimDevice = Device<SimFlash, SimOta>;
+
+/// Counters of one device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceStats {
+    /// Boots of this device in this process.
+    pub boots: u32,
+    /// Power cuts injected and survived.
+    pub cuts: u32,
+    /// Clean reboots (API requested).
+    pub reboots: u32,
+    /// Records committed in this process.
+    pub committed: u64,
+    /// Sample sets fed in this process.
+    pub samples: u64,
+    /// Simulated seconds since the fleet started (world time).
+    pub sim_elapsed_s: f64,
+    /// Simulated seconds the feed is behind its target (0 when keeping up).
+    pub lag_s: f64,
+    /// Real seconds spent, for rate figures.
+    pub real_elapsed_s: f64,
+}
+
+/// What the device's HTTP server and the runner share.
+pub struct Shared {
+    slot: Mutex<SimSlot>,
+    uptime_ms: AtomicU64,
+    stats: Mutex<DeviceStats>,
+    committed: Mutex<Vec<(u64, [u64; 3])>>,
+    cut: Arc<CutControl>,
+    cut_requested: AtomicBool,
+    pub(crate) paused: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Self {
+            slot: Mutex::new(SimSlot(None)),
+            uptime_ms: AtomicU64::new(0),
+            stats: Mutex::new(DeviceStats::default()),
+            committed: Mutex::new(Vec::new()),
+            cut: Arc::new(CutControl::default()),
+            cut_requested: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> DeviceStats {
+        lock(&self.stats).clone()
+    }
+
+    pub(crate) fn committed(&self) -> Vec<(u64, [u64; 3])> {
+        lock(&self.committed).clone()
+    }
+
+    pub(crate) fn request_cut(&self) {
+        self.cut_requested.store(true, Ordering::Release);
+    }
+}
+
+/// The device as the HTTP shell sees it: up, or rebooting (503).
+pub struct SimSlot(Option<SimDevice>);
+
+fn rebooting() -> Response {
+    Response::error(503, "device is rebooting")
+}
+
+impl Service for SimSlot {
+    fn legacy_enabled(&self) -> bool {
+        self.0.as_ref().is_some_and(|d| d.legacy_enabled())
+    }
+    fn handle(&mut self, now_ms: u64, route: &Route, req: &Request<'_>) -> Response {
+        match self.0.as_mut() {
+            Some(d) => d.handle(now_ms, route, req),
+            None => rebooting(),
+        }
+    }
+    fn upload_begin(&mut self, now_ms: u64, req: &Request<'_>, len: usize) -> Result<(), Response> {
+        match self.0.as_mut() {
+            Some(d) => d.upload_begin(now_ms, req, len),
+            None => Err(rebooting()),
+        }
+    }
+    fn upload_chunk(&mut self, data: &[u8]) -> Result<(), Response> {
+        match self.0.as_mut() {
+            Some(d) => d.upload_chunk(data),
+            None => Err(rebooting()),
+        }
+    }
+    fn upload_end(&mut self, now_ms: u64, complete: bool) -> Response {
+        match self.0.as_mut() {
+            Some(d) => d.upload_end(now_ms, complete),
+            None => rebooting(),
+        }
+    }
+}
+
+impl SharedCell for Shared {
+    type Target = SimSlot;
+    fn with<R>(&self, f: impl FnOnce(&mut SimSlot) -> R) -> R {
+        f(&mut lock(&self.slot))
+    }
+}
+
+impl Clock for Shared {
+    fn uptime_ms(&self) -> u64 {
+        self.uptime_ms.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) struct Config {
+    pub index: usize,
+    pub mac: [u8; 6],
+    pub profile: Profile,
+    pub opts: SimOptions,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// xorshift for cut timing and boot ids (seeded from the OS).
+struct Rand(u64);
+
+impl Rand {
+    fn new(seed: u64) -> Self {
+        let mut os = [0u8; 8];
+        let _ = getrandom::fill(&mut os);
+        Self((seed ^ u64::from_le_bytes(os)) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn device_options(cfg: &Config, rate: u32) -> Options {
+    let layout = if cfg.opts.phases == 3 {
+        Layout::ThreePhaseVirtual
+    } else {
+        Layout::SinglePhase { cts: 1 }
+    };
+    let mut m = metering::Config::new(rate, layout).with_interval_seconds(cfg.opts.interval_s);
+    m.cal.v_gain = [source::V_PER_COUNT as f32; 3];
+    m.cal.i_gain = [source::a_per_count() as f32; 3];
+    let mut o = Options::new(m, "sim");
+    // The device's wall clock runs with simulated time; only at real speed
+    // does it match the collector's clock well enough for the window check.
+    o.auth_uses_wall_clock = cfg.opts.speed == 1.0;
+    o.max_records_per_response = 5000;
+    o.max_response_bytes = 512 * 1024;
+    o
+}
+
+pub(crate) fn device_thread(
+    cfg: Config,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<(String, String), String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("tokio runtime: {e}")));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener: {e}")));
+                return;
+            }
+        };
+        tokio::task::spawn_local(serve(listener, shared.clone()));
+        if let Err(e) = feed(&cfg, &shared, &stop, Some(ready)).await {
+            eprintln!("sim device {}: stopped: {e}", cfg.index);
+        }
+    });
+}
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Refused, never queued without bound.
+            tokio::task::spawn_local(async move {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+                          Content-Length: 24\r\nConnection: close\r\n\r\n{\"error\":\"too busy\"}\r\n\r\n",
+                    )
+                    .await;
+            });
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::task::spawn_local(async move {
+            let _permit = permit;
+            let router = device::router(&*shared, &*shared);
+            let config = picoserve::Config::new(picoserve::Timeouts {
+                start_read_request: picoserve::time::Duration::from_secs(10),
+                persistent_start_read_request: picoserve::time::Duration::from_secs(5),
+                read_request: picoserve::time::Duration::from_secs(30),
+                write: picoserve::time::Duration::from_secs(30),
+            })
+            .keep_connection_alive();
+            let mut buf = vec![0u8; 8192];
+            let _ = picoserve::Server::new_tokio(&router, &config, &mut buf)
+                .serve(stream)
+                .await;
+        });
+    }
+}
+
+/// World time: seconds since midnight UTC of the day the world started.
+struct World {
+    epoch_ms: u64,
+    /// World seconds at which live pacing starts (= real now at start).
+    live_from_s: f64,
+    live_since: Option<Instant>,
+    speed: f64,
+    start_s: f64,
+    started: Instant,
+}
+
+impl World {
+    fn new(history_days: f64, speed: f64) -> Self {
+        let now = now_unix_ms();
+        let hist_ms = (history_days * 86_400_000.0) as u64;
+        let start_ms = now.saturating_sub(hist_ms);
+        let epoch_ms = start_ms - start_ms % 86_400_000;
+        let start_s = (start_ms - epoch_ms) as f64 / 1000.0;
+        Self {
+            epoch_ms,
+            live_from_s: (now - epoch_ms) as f64 / 1000.0,
+            live_since: (hist_ms == 0).then(Instant::now),
+            speed,
+            start_s,
+            started: Instant::now(),
+        }
+    }
+
+    fn wall_ms(&self, t_s: f64) -> u64 {
+        self.epoch_ms + (t_s * 1000.0) as u64
+    }
+
+    /// Where the feed should be now.
+    fn target_s(&mut self, t_s: f64) -> f64 {
+        match self.live_since {
+            None if t_s < self.live_from_s => self.live_from_s,
+            None => {
+                self.live_since = Some(Instant::now());
+                self.live_from_s
+            }
+            Some(since) => self.live_from_s + since.elapsed().as_secs_f64() * self.speed,
+        }
+    }
+}
+
+async fn feed(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    stop: &AtomicBool,
+    mut ready: Option<mpsc::Sender<Result<(String, String), String>>>,
+) -> Result<(), String> {
+    let fail = |ready: &mut Option<mpsc::Sender<_>>, msg: String| {
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(Err(msg.clone()));
+        }
+        msg
+    };
+    let opts = &cfg.opts;
+    let rate = opts.rate();
+    let id = device::identity::mac_hex(&cfg.mac);
+    let dir = home::device_dir(&opts.home, &id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(&mut ready, format!("{}: {e}", dir.display())))?;
+    let path = dir.join("flash.bin");
+    let fresh = !path.exists();
+    let region = store::Config::default().size as usize;
+    let emu = EmulatedFlash::open_file(&path, region)
+        .map_err(|e| fail(&mut ready, format!("{}: {e}", path.display())))?;
+    let mut flash = Some(SimFlash::new(emu, shared.cut.clone()));
+    let mut world = World::new(if fresh { opts.history_days } else { 0.0 }, opts.speed);
+    let seed = opts
+        .seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(cfg.index as u64);
+    let mut source = Source::new(rate, opts.phases == 3, cfg.profile, seed, world.start_s);
+    let mut rng = Rand::new(seed);
+    let mut buf = vec![0u16; CHUNK_SETS * source.channel_count()];
+    let mut first_boot = true;
+    let mut boot_failures = 0u32;
+
+    'life: loop {
+        // ---- boot
+        let boot_t = source.time_s();
+        let boot_id = rng.next() as u32;
+        let Some(f) = flash.take() else {
+            return Err(fail(&mut ready, "flash lost".into()));
+        };
+        let (mut dev, report) = match Device::boot(
+            f,
+            SimOta::default(),
+            cfg.mac,
+            boot_id,
+            0,
+            device_options(cfg, rate),
+        ) {
+            Ok(v) => v,
+            Err(failure) => {
+                // A cut armed for the running boot may hit the next one.
+                let mut f = failure.flash;
+                f.power_on();
+                flash = Some(f);
+                boot_failures += 1;
+                if boot_failures > 10 {
+                    return Err(fail(
+                        &mut ready,
+                        format!("boot failed: {:?}", failure.error),
+                    ));
+                }
+                continue 'life;
+            }
+        };
+        boot_failures = 0;
+        if first_boot && fresh && report.last_record.is_none() {
+            // The installer set the clock when the device went in.
+            dev.sync_time(0, world.wall_ms(boot_t), 1000);
+        }
+        if opts.legacy {
+            dev.set_legacy(true);
+        }
+        let ssid = dev.ssid();
+        lock(&shared.slot).0 = Some(dev);
+        shared.uptime_ms.store(0, Ordering::Release);
+        lock(&shared.stats).boots += 1;
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(Ok((id.clone(), ssid)));
+        }
+        first_boot = false;
+        let mut next_cut = opts
+            .cut_every_s
+            .map(|c| source.time_s() + c * (0.5 + rng.uniform()));
+
+        // ---- run
+        let outcome = loop {
+            if stop.load(Ordering::Acquire) {
+                break 'life;
+            }
+            let t = source.time_s();
+            let target = world.target_s(t);
+            {
+                let mut s = lock(&shared.stats);
+                s.sim_elapsed_s = t - world.start_s;
+                s.lag_s = (target - t).max(0.0);
+                s.real_elapsed_s = world.started.elapsed().as_secs_f64();
+            }
+            if shared.paused.load(Ordering::Acquire) || t >= target {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if let Some(a) = lock(&shared.slot).0.as_mut().and_then(|d| d.take_action()) {
+                    break Some(a);
+                }
+                continue;
+            }
+            if next_cut.is_some_and(|c| t >= c)
+                || shared.cut_requested.swap(false, Ordering::AcqRel)
+            {
+                // Tear one of the next few flash operations.
+                shared.cut.arm(1 + rng.next() % 3, rng.next());
+                next_cut = opts.cut_every_s.map(|c| t + c * (0.5 + rng.uniform()));
+            }
+            let n = source.fill(&mut buf, target);
+            let sets = &buf[..n * source.channel_count()];
+            let (result, action) = {
+                let mut slot = lock(&shared.slot);
+                let Some(dev) = slot.0.as_mut() else {
+                    break None;
+                };
+                let r = dev.push_samples(sets);
+                shared
+                    .uptime_ms
+                    .store(dev.metered_uptime_ms(), Ordering::Release);
+                let regs = dev.registers();
+                (r.map(|seqs| (seqs, regs)), dev.take_action())
+            };
+            match result {
+                Ok((seqs, regs)) => {
+                    if !seqs.is_empty() {
+                        let mut c = lock(&shared.committed);
+                        // Registers now are those of the last commit (mWh).
+                        for s in &seqs {
+                            c.push((*s, regs.import_uwh.map(|u| u / 1000)));
+                        }
+                    }
+                    let mut st = lock(&shared.stats);
+                    st.committed += seqs.len() as u64;
+                    st.samples += n as u64;
+                }
+                Err(_) => break None, // the flash died: power cut
+            }
+            if action.is_some() {
+                break action;
+            }
+            tokio::task::yield_now().await;
+        };
+
+        // ---- power off / reboot
+        let Some(dev) = lock(&shared.slot).0.take() else {
+            return Err("device vanished".into());
+        };
+        let mut f = dev.into_flash();
+        let outage_s = match outcome {
+            Some(Action::Reboot) => {
+                lock(&shared.stats).reboots += 1;
+                2.0
+            }
+            None => {
+                lock(&shared.stats).cuts += 1;
+                let c = opts.cut_every_s.unwrap_or(60.0);
+                (c / 4.0).min(600.0) * rng.uniform()
+            }
+        };
+        f.power_on();
+        flash = Some(f);
+        source.skip_to(source.time_s() + outage_s);
+        // The outage passes in simulated time too.
+        let wake = source.time_s();
+        while world.target_s(wake) < wake && !stop.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    if let Some(dev) = lock(&shared.slot).0.take() {
+        drop(dev.into_flash());
+    }
+    Ok(())
+}
