@@ -376,14 +376,15 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
 
     /// Feeds interleaved sample sets (whole sets; a trailing partial set is
     /// ignored). Each completed interval is committed to the store before
-    /// this returns. Returns the seqs committed.
-    pub fn push_samples(&mut self, sets: &[u16]) -> Result<Vec<u64>, StoreError<F>> {
+    /// this returns. Returns the records committed (with their seqs).
+    pub fn push_samples(&mut self, sets: &[u16]) -> Result<Vec<Record>, StoreError<F>> {
         let n = self.channel_count();
         let mut committed = Vec::new();
         for set in sets.chunks_exact(n) {
             self.samples_in_meter += 1;
             if let Some(iv) = self.meter.push(set) {
-                committed.push(self.commit(&iv)?);
+                self.commit(&iv)?;
+                committed.extend(self.last_record);
             }
         }
         Ok(committed)

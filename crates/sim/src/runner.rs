@@ -429,16 +429,14 @@ async fn feed(
                 shared
                     .uptime_ms
                     .store(dev.metered_uptime_ms(), Ordering::Release);
-                let regs = dev.registers();
-                (r.map(|seqs| (seqs, regs)), dev.take_action())
+                (r, dev.take_action())
             };
             match result {
-                Ok((seqs, regs)) => {
+                Ok(seqs) => {
                     if !seqs.is_empty() {
                         let mut c = lock(&shared.committed);
-                        // Registers now are those of the last commit (mWh).
-                        for s in &seqs {
-                            c.push((*s, regs.import_uwh.map(|u| u / 1000)));
+                        for r in &seqs {
+                            c.push((r.seq, r.circuits.map(|c| c.import_mwh)));
                         }
                     }
                     let mut st = lock(&shared.stats);
