@@ -27,12 +27,11 @@ fn spec_operations() -> Vec<(String, String, BTreeSet<String>)> {
             if ["get", "post", "put", "delete", "patch"].contains(&m) {
                 ops.push((m.to_uppercase(), path.clone(), BTreeSet::new()));
             }
-        } else if let Some(code) = line.strip_prefix("        \"") {
-            if let Some(code) = code.get(..3)
-                && let Some(op) = ops.last_mut()
-            {
-                op.2.insert(code.to_string());
-            }
+        } else if let Some(code) = line.strip_prefix("        \"")
+            && let Some(code) = code.get(..3)
+            && let Some(op) = ops.last_mut()
+        {
+            op.2.insert(code.to_string());
         }
     }
     ops
