@@ -1,1 +1,220 @@
-//! client
+//! Device API v1 client: the [`DeviceApi`] trait (what the collector needs
+//! from a device) and [`HttpDevice`], its implementation over HTTP with
+//! HMAC-signed requests (`protocol::auth`).
+//!
+//! A mobile shell can implement [`DeviceApi`] over its own HTTP stack.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use protocol::ApiKey;
+use protocol::api::{
+    AckRequest, AckResponse, EventsResponse, Info, PairRequest, PairResponse, TimeRequest,
+    TimeResponse,
+};
+use protocol::auth::{AUTH_HEADER, sign};
+
+use crate::Error;
+
+/// What the collector asks of a device.
+pub trait DeviceApi {
+    /// `GET /api/v1/info` (open).
+    fn info(&self) -> Result<Info, Error>;
+    /// `POST /api/v1/pair`.
+    fn pair(&self, req: &PairRequest) -> Result<PairResponse, Error>;
+    /// `POST /api/v1/time`.
+    fn set_time(&self, req: &TimeRequest) -> Result<TimeResponse, Error>;
+    /// `GET /api/v1/records?after=..&limit=..` (binary): the body is handed
+    /// to `sink` chunk by chunk as it arrives.
+    fn records(
+        &self,
+        after: u64,
+        limit: u32,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+    /// `POST /api/v1/ack`.
+    fn ack(&self, seq: u64) -> Result<AckResponse, Error>;
+    /// `GET /api/v1/events?after=..`.
+    fn events(&self, after: Option<u64>) -> Result<EventsResponse, Error>;
+}
+
+/// A device reached over HTTP at a base URL (`http://10.0.0.1`, `http://127.0.0.1:PORT`).
+pub struct HttpDevice {
+    base: String,
+    agent: ureq::Agent,
+    key: Option<ApiKey>,
+    last_t: Mutex<u64>,
+}
+
+impl HttpDevice {
+    /// A client for the device at `base` (no trailing slash needed), signing
+    /// with `key` once paired.
+    pub fn new(base: &str, key: Option<ApiKey>, timeout: Duration) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+            key,
+            last_t: Mutex::new(0),
+        }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sets the signing key (after pairing).
+    pub fn set_key(&mut self, key: ApiKey) {
+        self.key = Some(key);
+    }
+
+    /// A strictly increasing request timestamp (collector clock).
+    fn stamp(&self) -> u64 {
+        let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+        let mut last = self.last_t.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now.max(*last + 1);
+        *last = t;
+        t
+    }
+
+    fn auth(&self, method: &str, pq: &str, body: &[u8]) -> Result<Option<String>, Error> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let mut nonce = [0u8; protocol::auth::NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Config(format!("no randomness: {e}")))?;
+        Ok(Some(
+            sign(key, method, pq, body, self.stamp(), nonce).to_header_value(),
+        ))
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        pq: &str,
+        body: Option<&[u8]>,
+        accept_json: bool,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let url = format!("{}{pq}", self.base);
+        let auth = self.auth(method, pq, body.unwrap_or(&[]))?;
+        let transport = |e: ureq::Error| Error::Transport(format!("{method} {url}: {e}"));
+        let resp = match body {
+            None => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header(AUTH_HEADER, a);
+                }
+                if accept_json {
+                    r = r.header("Accept", "application/json");
+                }
+                r.call().map_err(transport)?
+            }
+            Some(b) => {
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header(AUTH_HEADER, a);
+                }
+                r.send(b).map_err(transport)?
+            }
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let mut resp = resp;
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(4096)
+            .read_to_string()
+            .unwrap_or_default();
+        let reason = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(text);
+        Err(match status {
+            401 => Error::Transport(format!(
+                "{method} {pq}: device refused our signature ({reason}); is this the fleet key the device was paired with?"
+            )),
+            _ => Error::Transport(format!("{method} {pq}: HTTP {status}: {reason}")),
+        })
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        pq: &str,
+        body: Option<&[u8]>,
+    ) -> Result<T, Error> {
+        let mut resp = self.request(method, pq, body, true)?;
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| Error::Transport(format!("{pq}: {e}")))?;
+        protocol::api::decode(&bytes)
+            .map_err(|e| Error::BadInput(format!("{pq}: bad JSON answer: {e}")))
+    }
+}
+
+impl DeviceApi for HttpDevice {
+    fn info(&self) -> Result<Info, Error> {
+        self.json("GET", "/api/v1/info", None)
+    }
+
+    fn pair(&self, req: &PairRequest) -> Result<PairResponse, Error> {
+        self.json("POST", "/api/v1/pair", Some(&protocol::api::encode(req)))
+    }
+
+    fn set_time(&self, req: &TimeRequest) -> Result<TimeResponse, Error> {
+        self.json("POST", "/api/v1/time", Some(&protocol::api::encode(req)))
+    }
+
+    fn records(
+        &self,
+        after: u64,
+        limit: u32,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let pq = format!("/api/v1/records?after={after}&limit={limit}");
+        let mut resp = self.request("GET", &pq, None, false)?;
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| Error::Transport(format!("{pq}: transfer interrupted: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+            sink(&buf[..n])?;
+        }
+    }
+
+    fn ack(&self, seq: u64) -> Result<AckResponse, Error> {
+        self.json(
+            "POST",
+            "/api/v1/ack",
+            Some(&protocol::api::encode(&AckRequest { seq })),
+        )
+    }
+
+    fn events(&self, after: Option<u64>) -> Result<EventsResponse, Error> {
+        let pq = match after {
+            Some(a) => format!("/api/v1/events?after={a}"),
+            None => "/api/v1/events".to_string(),
+        };
+        self.json("GET", &pq, None)
+    }
+}

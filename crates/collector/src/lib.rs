@@ -30,7 +30,10 @@ pub mod db;
 pub mod decode;
 pub mod discovery;
 pub mod export;
+#[cfg(feature = "fake-device")]
+pub mod fake;
 pub mod home;
+pub mod pair;
 pub mod time;
 
 pub use db::Db;
