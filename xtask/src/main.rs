@@ -4,6 +4,8 @@
 //! at their desk run exactly the same steps. `ci` installs what a fresh
 //! machine lacks (rustup targets, Debian packages) before it starts.
 
+mod firmware;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +17,7 @@ commands:
   ci                 fmt, clippy, tests, no_std/riscv builds, soft-float check
   bench [WHAT] [--json]
                      benchmarks; WHAT is one of: metering, store (default: all)
+  firmware           build the ESP32-C3 image, check its flash and RAM budget
   install-deps       install the Debian packages and rustup targets CI needs
 ";
 
@@ -24,6 +27,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("install-deps") => install_deps(),
+        Some("firmware") => firmware::run(),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -172,6 +176,8 @@ fn ci() -> Result<()> {
         "--",
         "--check-softfloat",
     ]))?;
+    // The real device: build, size-check and convert the firmware image.
+    firmware::run()?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
 }
