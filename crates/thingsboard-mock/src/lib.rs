@@ -1,0 +1,988 @@
+//! # thingsboard-mock — a faithful fake of ThingsBoard for tests and the demo
+//!
+//! The real server (Java) cannot run on these machines, so this crate serves
+//! the part of its HTTP surface that OFMon uses and reproduces its behaviour,
+//! including the surprising parts listed in `reference/thingsboard.md`:
+//!
+//! - **Device API**: `POST /api/v1/{token}/telemetry` (one object of values,
+//!   one `{"ts","values"}` object, or an array of those; `ts` in unix ms) and
+//!   `POST /api/v1/{token}/attributes`. 200 with an empty body on success;
+//!   **401** for an unknown or revoked token; **500** (not 400) for malformed
+//!   JSON; **500** (not 429) when the per-token rate limit is exceeded;
+//!   **413** when the body is over the limit (default 50 MiB). Request bodies
+//!   are *not* decompressed (a gzip body is malformed JSON → 500), unless
+//!   [`MockServer::set_accept_gzip`] emulates a decompressing proxy.
+//! - **Storage** by (device, key, ts) with upsert: resending a point
+//!   overwrites it. Numbers written without `.`/exponent are kept as longs,
+//!   others as doubles, as ThingsBoard does.
+//! - **REST subset** (tenant user): `POST /api/auth/login`, `X-Authorization:
+//!   Bearer <token>`, `POST /api/device` (400 on a duplicate name),
+//!   `GET /api/device/{id}/credentials`, `GET /api/tenant/devices?pageSize=&page=`
+//!   (paged) and `?deviceName=` (one device or 404),
+//!   `GET /api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=&startTs=&endTs=&limit=&orderBy=`
+//!   (values as **strings**, default `limit` 100, newest first, like the real
+//!   one; latest values when no time range is given) and
+//!   `GET /api/plugins/telemetry/DEVICE/{id}/keys/timeseries`.
+//! - **Fault injection** for tests: fail the next N device-API requests with
+//!   500, add a delay, drop the next N connections (before or after the data
+//!   was stored), revoke a token, set the body limit or a rate limit.
+//!
+//! Usable as a library ([`MockServer::start`]) and as `ofmon tb-mock`.
+//! MQTT is not mocked: tests use a real broker (mosquitto).
+//!
+//! Architecture invariants: the mock keeps everything in memory and never
+//! touches files; each fault is consumed by exactly one device-API request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The tenant user every mock accepts.
+pub const TENANT_USER: &str = "tenant@thingsboard.org";
+/// The tenant user's password.
+pub const TENANT_PASSWORD: &str = "tenant";
+/// Default request body limit of the real server (50 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 50 * 1024 * 1024;
+
+/// Errors of the mock.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding the listener or starting the runtime failed.
+    #[error("cannot start the ThingsBoard mock: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored value, typed as ThingsBoard types it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TbValue {
+    /// A number written without fraction or exponent.
+    Long(i64),
+    /// Any other number.
+    Double(f64),
+    /// `true`/`false`.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// An object or array, kept as JSON text.
+    Json(String),
+}
+
+impl TbValue {
+    fn from_json(v: &Value) -> Option<TbValue> {
+        Some(match v {
+            Value::Bool(b) => TbValue::Bool(*b),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    TbValue::Long(i)
+                } else {
+                    TbValue::Double(n.as_f64()?)
+                }
+            }
+            Value::String(s) => TbValue::Str(s.clone()),
+            Value::Null => return None,
+            other => TbValue::Json(other.to_string()),
+        })
+    }
+
+    /// The value as a number, if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            TbValue::Long(i) => Some(*i as f64),
+            TbValue::Double(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// The value as the REST API returns it without `useStrictDataTypes`.
+    pub fn to_rest_string(&self) -> String {
+        match self {
+            TbValue::Long(i) => i.to_string(),
+            TbValue::Double(d) => d.to_string(),
+            TbValue::Bool(b) => b.to_string(),
+            TbValue::Str(s) | TbValue::Json(s) => s.clone(),
+        }
+    }
+}
+
+/// A device known to the mock.
+#[derive(Clone, Debug)]
+pub struct MockDevice {
+    /// Device id (UUID).
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Device profile name (`type`).
+    pub profile: String,
+    /// Optional label.
+    pub label: Option<String>,
+    /// Access token.
+    pub token: String,
+    /// Creation time, unix ms.
+    pub created_ms: i64,
+    /// Client attributes.
+    pub attributes: BTreeMap<String, TbValue>,
+    /// Time series: key → ts → value.
+    pub telemetry: BTreeMap<String, BTreeMap<i64, TbValue>>,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail_next: u64,
+    drop_next: u64,
+    drop_after_store_next: u64,
+    delay: Duration,
+    rate_limit: Option<(u32, Duration)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    devices: Vec<MockDevice>,
+    by_token: HashMap<String, usize>,
+    sessions: Vec<String>,
+    faults: Faults,
+    rate: HashMap<String, (Instant, u32)>,
+    body_limit: usize,
+    accept_gzip: bool,
+}
+
+/// Counters of what the device API saw.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Device-API requests received (telemetry and attributes).
+    pub requests: AtomicU64,
+    /// Telemetry requests answered 200.
+    pub accepted: AtomicU64,
+    /// Points written (key × ts), counting overwrites.
+    pub points_written: AtomicU64,
+    /// Writes that replaced an existing (key, ts) point.
+    pub overwrites: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    stats: Stats,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every
+        // mutation is a single insert); keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running mock server. Dropping it stops the server.
+pub struct MockServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn random_token() -> String {
+    // 20 alphanumerics, like the tokens ThingsBoard generates.
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    a[..20].to_string()
+}
+
+impl MockServer {
+    /// Starts a mock on a free loopback port, served by its own thread.
+    pub fn start() -> Result<MockServer, Error> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts a mock listening on `addr`.
+    pub fn start_on(addr: SocketAddr) -> Result<MockServer, Error> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                body_limit: DEFAULT_BODY_LIMIT,
+                ..Inner::default()
+            }),
+            stats: Stats::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("tb-mock")
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tb-mock".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!("tb-mock: {e}");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        _ = serve(listener, s) => {}
+                        _ = rx => {}
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(MockServer {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Device-API counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Creates a device with the given access token (as an administrator
+    /// would in the UI). Returns its id.
+    pub fn add_device(&self, name: &str, token: &str) -> String {
+        let mut g = self.shared.lock();
+        create_device(&mut g, name, "default", None, Some(token.to_string()))
+            .map(|i| g.devices[i].id.clone())
+            .unwrap_or_else(|i| g.devices[i].id.clone())
+    }
+
+    /// Revokes a token: the device API answers 401 for it from now on.
+    pub fn revoke_token(&self, token: &str) {
+        self.shared.lock().by_token.remove(token);
+    }
+
+    /// Restores a token revoked with [`MockServer::revoke_token`].
+    pub fn restore_token(&self, token: &str) {
+        let mut g = self.shared.lock();
+        if let Some(i) = g.devices.iter().position(|d| d.token == token) {
+            g.by_token.insert(token.to_string(), i);
+        }
+    }
+
+    /// The next `n` device-API requests fail with 500 (what the real server
+    /// answers on internal errors and, in many versions, on rate limits).
+    pub fn fail_next(&self, n: u64) {
+        self.shared.lock().faults.fail_next = n;
+    }
+
+    /// The next `n` device-API requests get their connection closed without
+    /// an answer, before the data is stored.
+    pub fn drop_next(&self, n: u64) {
+        self.shared.lock().faults.drop_next = n;
+    }
+
+    /// The next `n` device-API requests are stored, then their connection is
+    /// closed without an answer (the client cannot know it got through).
+    pub fn drop_after_store_next(&self, n: u64) {
+        self.shared.lock().faults.drop_after_store_next = n;
+    }
+
+    /// Delays every device-API answer by `d`.
+    pub fn set_delay(&self, d: Duration) {
+        self.shared.lock().faults.delay = d;
+    }
+
+    /// Allows at most `max` device-API requests per token per `window`;
+    /// beyond that the answer is 500, as in the real server. `None` removes
+    /// the limit.
+    pub fn set_rate_limit(&self, limit: Option<(u32, Duration)>) {
+        let mut g = self.shared.lock();
+        g.faults.rate_limit = limit;
+        g.rate.clear();
+    }
+
+    /// Sets the request body limit (413 above it).
+    pub fn set_body_limit(&self, bytes: usize) {
+        self.shared.lock().body_limit = bytes;
+    }
+
+    /// Accepts `Content-Encoding: gzip` request bodies (a decompressing
+    /// reverse proxy in front of the server). Off by default, as in the real
+    /// server.
+    pub fn set_accept_gzip(&self, on: bool) {
+        self.shared.lock().accept_gzip = on;
+    }
+
+    /// Clears all faults (failures, drops, delay, rate limit).
+    pub fn clear_faults(&self) {
+        let mut g = self.shared.lock();
+        g.faults = Faults::default();
+        g.rate.clear();
+    }
+
+    /// A snapshot of a device by name.
+    pub fn device(&self, name: &str) -> Option<MockDevice> {
+        self.shared
+            .lock()
+            .devices
+            .iter()
+            .find(|d| d.name == name)
+            .cloned()
+    }
+
+    /// Snapshots of all devices.
+    pub fn devices(&self) -> Vec<MockDevice> {
+        self.shared.lock().devices.clone()
+    }
+
+    /// Number of stored (key, ts) points of a device (0 if unknown).
+    pub fn point_count(&self, name: &str) -> usize {
+        self.shared
+            .lock()
+            .devices
+            .iter()
+            .find(|d| d.name == name)
+            .map_or(0, |d| d.telemetry.values().map(BTreeMap::len).sum())
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn create_device(
+    g: &mut Inner,
+    name: &str,
+    profile: &str,
+    label: Option<String>,
+    token: Option<String>,
+) -> Result<usize, usize> {
+    if let Some(i) = g.devices.iter().position(|d| d.name == name) {
+        return Err(i);
+    }
+    let token = token.unwrap_or_else(random_token);
+    let i = g.devices.len();
+    g.devices.push(MockDevice {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.to_string(),
+        profile: profile.to_string(),
+        label,
+        token: token.clone(),
+        created_ms: now_ms(),
+        attributes: BTreeMap::new(),
+        telemetry: BTreeMap::new(),
+    });
+    g.by_token.insert(token, i);
+    Ok(i)
+}
+
+/// Per-connection handle a handler uses to close its connection unanswered.
+#[derive(Clone)]
+struct ConnKill(Arc<tokio::sync::Notify>);
+
+async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let router = router(shared.clone());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+        let kill = ConnKill(Arc::new(tokio::sync::Notify::new()));
+        let svc = router.clone().layer(axum::Extension(kill.clone()));
+        tokio::spawn(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = kill.0.notified() => {}
+            }
+        });
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/{token}/telemetry", post(device_telemetry))
+        .route("/api/v1/{token}/attributes", post(device_attributes))
+        .route("/api/auth/login", post(login))
+        .route("/api/device", post(rest_create_device))
+        .route("/api/device/{id}", get(rest_get_device))
+        .route("/api/device/{id}/credentials", get(rest_credentials))
+        .route("/api/tenant/devices", get(rest_tenant_devices))
+        .route(
+            "/api/plugins/telemetry/DEVICE/{id}/values/timeseries",
+            get(rest_timeseries),
+        )
+        .route(
+            "/api/plugins/telemetry/DEVICE/{id}/keys/timeseries",
+            get(rest_keys),
+        )
+        .with_state(shared)
+}
+
+fn status(code: StatusCode) -> Response {
+    (code, Body::empty()).into_response()
+}
+
+/// ThingsBoard's JSON error body.
+fn tb_error(code: StatusCode, message: &str, error_code: u32) -> Response {
+    (
+        code,
+        axum::Json(json!({
+            "status": code.as_u16(),
+            "message": message,
+            "errorCode": error_code,
+            "timestamp": now_ms(),
+        })),
+    )
+        .into_response()
+}
+
+enum Gate {
+    Go { store_then_drop: bool },
+    Answer(Response),
+    Drop,
+}
+
+/// Common entry of device-API requests: faults, token, rate limit, body.
+async fn device_gate(
+    shared: &Shared,
+    kill: &ConnKill,
+    token: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Gate, Option<(usize, Bytes)>) {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let (delay, limit, gzip_ok) = {
+        let g = shared.lock();
+        (g.faults.delay, g.body_limit, g.accept_gzip)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    // Body first: the real server reads it before routing to the handler.
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return (Gate::Answer(status(StatusCode::PAYLOAD_TOO_LARGE)), None),
+    };
+    let mut g = shared.lock();
+    if g.faults.drop_next > 0 {
+        g.faults.drop_next -= 1;
+        drop(g);
+        kill.0.notify_one();
+        return (Gate::Drop, None);
+    }
+    if g.faults.fail_next > 0 {
+        g.faults.fail_next -= 1;
+        return (
+            Gate::Answer(status(StatusCode::INTERNAL_SERVER_ERROR)),
+            None,
+        );
+    }
+    let Some(&idx) = g.by_token.get(token) else {
+        return (Gate::Answer(status(StatusCode::UNAUTHORIZED)), None);
+    };
+    if let Some((max, window)) = g.faults.rate_limit {
+        let now = Instant::now();
+        let e = g.rate.entry(token.to_string()).or_insert((now, 0));
+        if now.duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        if e.1 > max {
+            // Rate limit: 500 in many versions, not 429.
+            return (
+                Gate::Answer(status(StatusCode::INTERNAL_SERVER_ERROR)),
+                None,
+            );
+        }
+    }
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let bytes = if gzip && gzip_ok {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut d = flate2::read::GzDecoder::new(&bytes[..]).take(limit as u64 + 1);
+        if d.read_to_end(&mut out).is_err() {
+            return (
+                Gate::Answer(status(StatusCode::INTERNAL_SERVER_ERROR)),
+                None,
+            );
+        }
+        if out.len() > limit {
+            return (Gate::Answer(status(StatusCode::PAYLOAD_TOO_LARGE)), None);
+        }
+        Bytes::from(out)
+    } else {
+        bytes
+    };
+    let store_then_drop = if g.faults.drop_after_store_next > 0 {
+        g.faults.drop_after_store_next -= 1;
+        true
+    } else {
+        false
+    };
+    (Gate::Go { store_then_drop }, Some((idx, bytes)))
+}
+
+/// Parses a telemetry body into (ts, key, value) triples; `None` = malformed.
+fn parse_telemetry(body: &[u8], now: i64) -> Option<Vec<(i64, String, TbValue)>> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::new();
+    fn one(v: &Value, now: i64, out: &mut Vec<(i64, String, TbValue)>) -> Option<()> {
+        let obj = v.as_object()?;
+        if let (Some(ts), Some(values)) = (obj.get("ts"), obj.get("values")) {
+            let ts = ts.as_i64()?;
+            for (k, v) in values.as_object()? {
+                if let Some(tv) = TbValue::from_json(v) {
+                    out.push((ts, k.clone(), tv));
+                }
+            }
+        } else {
+            for (k, v) in obj {
+                if let Some(tv) = TbValue::from_json(v) {
+                    out.push((now, k.clone(), tv));
+                }
+            }
+        }
+        Some(())
+    }
+    match &v {
+        Value::Array(items) => {
+            for it in items {
+                one(it, now, &mut out)?;
+            }
+        }
+        other => one(other, now, &mut out)?,
+    }
+    Some(out)
+}
+
+async fn device_telemetry(
+    State(shared): State<Arc<Shared>>,
+    axum::Extension(kill): axum::Extension<ConnKill>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (gate, data) = device_gate(&shared, &kill, &token, &headers, body).await;
+    let store_then_drop = match gate {
+        Gate::Answer(r) => return r,
+        Gate::Drop => return std::future::pending().await,
+        Gate::Go { store_then_drop } => store_then_drop,
+    };
+    let Some((idx, bytes)) = data else {
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let Some(points) = parse_telemetry(&bytes, now_ms()) else {
+        // Malformed JSON: 500, not 400.
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    {
+        let mut g = shared.lock();
+        let Some(dev) = g.devices.get_mut(idx) else {
+            return status(StatusCode::UNAUTHORIZED);
+        };
+        let mut over = 0;
+        let n = points.len() as u64;
+        for (ts, k, v) in points {
+            let series = match dev.telemetry.get_mut(&k) {
+                Some(s) => s,
+                None => dev.telemetry.entry(k).or_default(),
+            };
+            if series.insert(ts, v).is_some() {
+                over += 1;
+            }
+        }
+        shared.stats.points_written.fetch_add(n, Ordering::Relaxed);
+        shared.stats.overwrites.fetch_add(over, Ordering::Relaxed);
+    }
+    if store_then_drop {
+        kill.0.notify_one();
+        return std::future::pending().await;
+    }
+    shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+    status(StatusCode::OK)
+}
+
+async fn device_attributes(
+    State(shared): State<Arc<Shared>>,
+    axum::Extension(kill): axum::Extension<ConnKill>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (gate, data) = device_gate(&shared, &kill, &token, &headers, body).await;
+    match gate {
+        Gate::Answer(r) => return r,
+        Gate::Drop => return std::future::pending().await,
+        Gate::Go { .. } => {}
+    }
+    let Some((idx, bytes)) = data else {
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&bytes) else {
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let mut g = shared.lock();
+    if let Some(dev) = g.devices.get_mut(idx) {
+        for (k, v) in &obj {
+            if let Some(tv) = TbValue::from_json(v) {
+                dev.attributes.insert(k.clone(), tv);
+            }
+        }
+    }
+    status(StatusCode::OK)
+}
+
+// ---------------------------------------------------------------- REST ----
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<LoginBody>(&body) else {
+        return tb_error(StatusCode::BAD_REQUEST, "Invalid request body", 31);
+    };
+    if b.username != TENANT_USER || b.password != TENANT_PASSWORD {
+        return tb_error(StatusCode::UNAUTHORIZED, "Invalid username or password", 10);
+    }
+    let token = format!("mock.{}", uuid::Uuid::new_v4().simple());
+    let refresh = format!("mock-refresh.{}", uuid::Uuid::new_v4().simple());
+    shared.lock().sessions.push(token.clone());
+    axum::Json(json!({"token": token, "refreshToken": refresh})).into_response()
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get("x-authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(t) = v.strip_prefix("Bearer ") else {
+        return false;
+    };
+    shared.lock().sessions.iter().any(|s| s == t)
+}
+
+fn unauthorized() -> Response {
+    tb_error(StatusCode::UNAUTHORIZED, "Authentication failed", 10)
+}
+
+fn device_json(d: &MockDevice) -> Value {
+    json!({
+        "id": {"entityType": "DEVICE", "id": d.id},
+        "createdTime": d.created_ms,
+        "tenantId": {"entityType": "TENANT", "id": "13814000-1dd2-11b2-8080-808080808080"},
+        "name": d.name,
+        "type": d.profile,
+        "label": d.label,
+        "additionalInfo": null,
+    })
+}
+
+#[derive(Deserialize)]
+struct CreateDevice {
+    name: String,
+    #[serde(rename = "type")]
+    profile: Option<String>,
+    label: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    #[serde(rename = "accessToken")]
+    access_token: Option<String>,
+}
+
+async fn rest_create_device(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<CreateQuery>,
+    body: Bytes,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let Ok(b) = serde_json::from_slice::<CreateDevice>(&body) else {
+        return tb_error(StatusCode::BAD_REQUEST, "Invalid request body", 31);
+    };
+    if b.name.trim().is_empty() {
+        return tb_error(
+            StatusCode::BAD_REQUEST,
+            "Device name should be specified!",
+            31,
+        );
+    }
+    let mut g = shared.lock();
+    let profile = b.profile.unwrap_or_else(|| "default".to_string());
+    match create_device(&mut g, &b.name, &profile, b.label, q.access_token) {
+        Ok(i) => axum::Json(device_json(&g.devices[i])).into_response(),
+        Err(_) => tb_error(
+            StatusCode::BAD_REQUEST,
+            "Device with such name already exists!",
+            31,
+        ),
+    }
+}
+
+async fn rest_get_device(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let g = shared.lock();
+    match g.devices.iter().find(|d| d.id == id) {
+        Some(d) => axum::Json(device_json(d)).into_response(),
+        None => tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32),
+    }
+}
+
+async fn rest_credentials(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let g = shared.lock();
+    match g.devices.iter().find(|d| d.id == id) {
+        Some(d) => axum::Json(json!({
+            "id": {"id": uuid::Uuid::new_v4().to_string()},
+            "createdTime": d.created_ms,
+            "deviceId": {"entityType": "DEVICE", "id": d.id},
+            "credentialsType": "ACCESS_TOKEN",
+            "credentialsId": d.token,
+            "credentialsValue": null,
+        }))
+        .into_response(),
+        None => tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+    page: Option<usize>,
+    #[serde(rename = "textSearch")]
+    text_search: Option<String>,
+    #[serde(rename = "deviceName")]
+    device_name: Option<String>,
+}
+
+async fn rest_tenant_devices(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let g = shared.lock();
+    if let Some(name) = q.device_name {
+        return match g.devices.iter().find(|d| d.name == name) {
+            Some(d) => axum::Json(device_json(d)).into_response(),
+            None => tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32),
+        };
+    }
+    let (Some(size), Some(page)) = (q.page_size, q.page) else {
+        return tb_error(
+            StatusCode::BAD_REQUEST,
+            "Required request parameter 'pageSize' is not present",
+            31,
+        );
+    };
+    if size == 0 {
+        return tb_error(
+            StatusCode::BAD_REQUEST,
+            "Page size must be greater than zero",
+            31,
+        );
+    }
+    let mut list: Vec<&MockDevice> = g
+        .devices
+        .iter()
+        .filter(|d| {
+            q.text_search
+                .as_deref()
+                .is_none_or(|t| d.name.to_lowercase().starts_with(&t.to_lowercase()))
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let total = list.len();
+    let total_pages = total.div_ceil(size);
+    let data: Vec<Value> = list
+        .iter()
+        .skip(page.saturating_mul(size))
+        .take(size)
+        .map(|d| device_json(d))
+        .collect();
+    axum::Json(json!({
+        "data": data,
+        "totalPages": total_pages,
+        "totalElements": total,
+        "hasNext": page + 1 < total_pages,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct TsQuery {
+    keys: Option<String>,
+    #[serde(rename = "startTs")]
+    start_ts: Option<i64>,
+    #[serde(rename = "endTs")]
+    end_ts: Option<i64>,
+    limit: Option<usize>,
+    #[serde(rename = "orderBy")]
+    order_by: Option<String>,
+    #[serde(rename = "useStrictDataTypes")]
+    strict: Option<bool>,
+}
+
+fn value_json(v: &TbValue, strict: bool) -> Value {
+    if !strict {
+        return Value::String(v.to_rest_string());
+    }
+    match v {
+        TbValue::Long(i) => json!(i),
+        TbValue::Double(d) => json!(d),
+        TbValue::Bool(b) => json!(b),
+        TbValue::Str(s) | TbValue::Json(s) => json!(s),
+    }
+}
+
+async fn rest_timeseries(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<TsQuery>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let g = shared.lock();
+    let Some(d) = g.devices.iter().find(|d| d.id == id) else {
+        return tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32);
+    };
+    let strict = q.strict.unwrap_or(false);
+    let keys: Vec<String> = match &q.keys {
+        Some(k) => k
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => d.telemetry.keys().cloned().collect(),
+    };
+    let mut out = serde_json::Map::new();
+    for k in keys {
+        let Some(series) = d.telemetry.get(&k) else {
+            continue;
+        };
+        let points: Vec<Value> = match (q.start_ts, q.end_ts) {
+            (Some(s), Some(e)) => {
+                let limit = q.limit.unwrap_or(100);
+                let asc = q.order_by.as_deref() == Some("ASC");
+                let range = series.range(s..=e);
+                let pick =
+                    |(ts, v): (&i64, &TbValue)| json!({"ts": ts, "value": value_json(v, strict)});
+                if asc {
+                    range.take(limit).map(pick).collect()
+                } else {
+                    range.rev().take(limit).map(pick).collect()
+                }
+            }
+            (None, None) => series
+                .iter()
+                .next_back()
+                .map(|(ts, v)| json!({"ts": ts, "value": value_json(v, strict)}))
+                .into_iter()
+                .collect(),
+            _ => {
+                return tb_error(
+                    StatusCode::BAD_REQUEST,
+                    "Both startTs and endTs are required for a time range",
+                    31,
+                );
+            }
+        };
+        out.insert(k, Value::Array(points));
+    }
+    axum::Json(Value::Object(out)).into_response()
+}
+
+async fn rest_keys(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let g = shared.lock();
+    match g.devices.iter().find(|d| d.id == id) {
+        Some(d) => axum::Json(d.telemetry.keys().collect::<Vec<_>>()).into_response(),
+        None => tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_shapes() {
+        let p = parse_telemetry(br#"{"a":1}"#, 7).unwrap();
+        assert_eq!(p, vec![(7, "a".to_string(), TbValue::Long(1))]);
+        let p = parse_telemetry(
+            br#"[{"ts":5,"values":{"a":1.5,"b":"x"}},{"ts":6,"values":{"a":2}}]"#,
+            7,
+        )
+        .unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0], (5, "a".to_string(), TbValue::Double(1.5)));
+        assert!(parse_telemetry(b"{not json", 0).is_none());
+        assert!(parse_telemetry(b"[1,2]", 0).is_none());
+    }
+}
