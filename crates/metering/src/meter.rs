@@ -176,7 +176,7 @@ impl CycleSums {
     };
 
     /// Moves the 32-bit partial sums into the 64-bit ones.
-    #[inline(never)]
+    #[inline(always)]
     fn fold(&mut self) {
         for ch in 0..MAX_VOLTAGES {
             self.v_ss[ch] += self.v_ss_p[ch] as u64;
@@ -435,11 +435,10 @@ impl Meter {
     /// energy factor corrected for the interpolator's gain (integer only).
     fn update_delays(&mut self) {
         let max = ((VHIST as i64) - 2) << 16;
-        // Δ = 2π/period in Q32 (one 64-bit division). Accepted cycles are at
-        // least 7 samples long, so Δ < 1 and everything below fits 64 bits;
-        // the clamp only guards that.
-        let p = self.period_q16.max(1 << 16) as u64;
-        let delta = (TWO_PI_Q48 / p).min(u32::MAX as u64);
+        // Δ = 2π/period in Q32. Accepted cycles are at least 7 samples long,
+        // so Δ < 1 and everything below fits 64 bits; the clamp only guards
+        // that.
+        let delta = div_q(TWO_PI_Q48, self.period_q16.max(1) as u64).min(u32::MAX as u64);
         let d2 = (delta * delta) >> 32; // Δ², Q32, < 2³²
         // 1 − cos Δ ≈ Δ²/2 − Δ⁴/24, Q32.
         let d4_24 = (((d2 * d2) >> 32) as u32 / 24) as u64;
@@ -472,9 +471,10 @@ impl Meter {
         }
     }
 
+    /// The linearised count (`LIN`: a linearity table is installed).
     #[inline(always)]
-    fn lin_count(&self, raw: u16) -> i32 {
-        if self.use_lin {
+    fn lin_count<const LIN: bool>(&self, raw: u16) -> i32 {
+        if LIN {
             self.lin.apply(raw)
         } else {
             raw.min(4095) as i32
@@ -491,17 +491,24 @@ impl Meter {
     pub fn push(&mut self, set: &[u16]) -> Option<Interval> {
         // One specialised copy of the path per layout shape: the channel
         // loops unroll and every index is a constant.
-        match self.shape {
-            Shape::V1C1 => self.push_n::<1, 1, 2>(set),
-            Shape::V1C2 => self.push_n::<1, 2, 3>(set),
-            Shape::V1C3 => self.push_n::<1, 3, 4>(set),
-            Shape::V3C3 => self.push_n::<3, 3, 6>(set),
+        match (self.shape, self.use_lin) {
+            (Shape::V1C1, false) => self.push_n::<1, 1, 2, false>(set),
+            (Shape::V1C2, false) => self.push_n::<1, 2, 3, false>(set),
+            (Shape::V1C3, false) => self.push_n::<1, 3, 4, false>(set),
+            (Shape::V3C3, false) => self.push_n::<3, 3, 6, false>(set),
+            (Shape::V1C1, true) => self.push_n::<1, 1, 2, true>(set),
+            (Shape::V1C2, true) => self.push_n::<1, 2, 3, true>(set),
+            (Shape::V1C3, true) => self.push_n::<1, 3, 4, true>(set),
+            (Shape::V3C3, true) => self.push_n::<3, 3, 6, true>(set),
         }
     }
 
-    /// [`Meter::push`] for `NV` voltages and `NC` CTs (`N = NV + NC`).
-    #[inline(always)]
-    fn push_n<const NV: usize, const NC: usize, const N: usize>(
+    /// [`Meter::push`] for `NV` voltages and `NC` CTs (`N = NV + NC`), with
+    /// (`LIN`) or without a linearity table. Out
+    /// of line so each shape gets its own register allocation (the 1-CT
+    /// path then saves no registers at all).
+    #[inline(never)]
+    fn push_n<const NV: usize, const NC: usize, const N: usize, const LIN: bool>(
         &mut self,
         set: &[u16],
     ) -> Option<Interval> {
@@ -514,7 +521,7 @@ impl Meter {
 
         // Cycle detection on the first voltage, before this sample is
         // accumulated: a rising crossing starts a new cycle with this sample.
-        let raw0 = self.lin_count(set[0]);
+        let raw0 = self.lin_count::<LIN>(set[0]);
         let v0 = raw0 - self.off_v[0];
         let mut end = None;
         if v0 < self.neg_hyst {
@@ -528,17 +535,51 @@ impl Meter {
         if end.is_none() && self.cyc.n >= self.max_len {
             end = Some(CycleEnd::Timeout);
         }
-        let out = match end {
-            Some(kind) => self.close_cycle(kind),
-            None => None,
-        };
+        if let Some(kind) = end {
+            return self.close_and_accumulate::<NV, NC, N, LIN>(kind, set, raw0, pos);
+        }
+        self.accumulate::<NV, NC, N, LIN>(set, raw0, pos);
+        None
+    }
 
+    /// The rare part of [`Meter::push`]: close the cycle, then accumulate the
+    /// sample that starts the next one. Out of line so that the common path
+    /// calls nothing and needs no saved registers.
+    #[inline(never)]
+    #[cold]
+    fn close_and_accumulate<const NV: usize, const NC: usize, const N: usize, const LIN: bool>(
+        &mut self,
+        kind: CycleEnd,
+        set: &[u16; N],
+        raw0: i32,
+        pos: u32,
+    ) -> Option<Interval> {
+        let due = self.close_cycle(kind);
+        self.accumulate::<NV, NC, N, LIN>(set, raw0, pos);
+        // Accumulating touches only the new cycle's sums and the history,
+        // nothing the interval figures are made of.
+        if due {
+            Some(self.take_interval(false))
+        } else {
+            None
+        }
+    }
+
+    /// Adds one sample set to the cycle sums (`raw0`: the first voltage,
+    /// already linearised; `pos`: this set's history position).
+    #[inline(always)]
+    fn accumulate<const NV: usize, const NC: usize, const N: usize, const LIN: bool>(
+        &mut self,
+        set: &[u16; N],
+        raw0: i32,
+        pos: u32,
+    ) {
         let vp = (pos & VMASK) as usize;
         for ch in 0..NV {
             let raw = if ch == 0 {
                 raw0
             } else {
-                self.lin_count(set[ch])
+                self.lin_count::<LIN>(set[ch])
             };
             self.vhist[ch][vp] = raw as i16;
             let v = raw - self.off_v[ch];
@@ -547,7 +588,7 @@ impl Meter {
         }
         let ip = (pos & IMASK) as usize;
         for ct in 0..NC {
-            let raw = self.lin_count(set[NV + ct]);
+            let raw = self.lin_count::<LIN>(set[NV + ct]);
             let ih = &mut self.ihist[ct];
             ih[ip] = raw as i16;
             let i =
@@ -568,7 +609,6 @@ impl Meter {
         if n.is_multiple_of(FOLD_EVERY) {
             self.cyc.fold();
         }
-        out
     }
 
     /// Closes the trailing incomplete cycle and returns what is left of the
@@ -576,10 +616,12 @@ impl Meter {
     /// cycle completed one). Pushing may continue afterwards; the interval
     /// grid restarts at this point.
     pub fn finish(&mut self) -> Option<Interval> {
-        let out = match self.close_cycle(CycleEnd::Flush) {
-            Some(iv) => Some(iv),
-            None if self.acc.samples > 0 => Some(self.take_interval(true)),
-            None => None,
+        let out = if self.close_cycle(CycleEnd::Flush) {
+            Some(self.take_interval(false))
+        } else if self.acc.samples > 0 {
+            Some(self.take_interval(true))
+        } else {
+            None
         };
         self.synced = false;
         self.armed = false;
@@ -588,14 +630,17 @@ impl Meter {
     }
 
     /// Per-cycle work: exact DC removal, no-load gate, energy registers,
-    /// offset tracking, period and delay update. Integer only; every
-    /// division is by the cycle length (< 2¹⁶) and done with native 32-bit
-    /// divisions ([`divrem_small`]).
+    /// offset tracking, period and delay update; leaves the cycle sums at
+    /// zero. Returns whether an interval is due ([`Meter::take_interval`]).
+    /// Integer only; every division is by the cycle length (< 2¹⁶) and done
+    /// with native 32-bit divisions ([`divrem_small`]).
     #[inline(never)]
-    fn close_cycle(&mut self, kind: CycleEnd) -> Option<Interval> {
-        self.cyc.fold();
-        let c = &self.cyc;
-        let n = NonZeroU32::new(c.n)?;
+    fn close_cycle(&mut self, kind: CycleEnd) -> bool {
+        use core::mem::take;
+        let c = &mut self.cyc;
+        let Some(n) = NonZeroU32::new(take(&mut c.n)) else {
+            return false;
+        };
         let kind = match kind {
             CycleEnd::Crossing if !self.synced => {
                 self.synced = true;
@@ -612,9 +657,10 @@ impl Meter {
         // running offset instead.
         let exact = matches!(kind, CycleEnd::Crossing | CycleEnd::Timeout);
         let a = &mut self.acc;
+        // Channels beyond the layout's are never accumulated and stay zero.
         for ch in 0..self.nv {
-            let s = c.v_s[ch];
-            let mut ss = c.v_ss[ch];
+            let s = take(&mut c.v_s[ch]);
+            let mut ss = take(&mut c.v_ss[ch]) + take(&mut c.v_ss_p[ch]) as u64;
             if exact {
                 ss = ss.saturating_sub(sq_div(s, n));
             }
@@ -625,13 +671,14 @@ impl Meter {
             self.off_v[ch] = (self.off_v[ch] + round_div(s, n)).clamp(OFFSET_MIN, OFFSET_MAX);
         }
         for ct in 0..self.nc {
-            let s = c.i_s[ct];
-            let mut ii = c.i_ss[ct] as i64;
-            let mut vi = c.vi[ct];
+            let s = take(&mut c.i_s[ct]);
+            let vc_s = take(&mut c.vc_s[ct]);
+            let mut ii = (take(&mut c.i_ss[ct]) + take(&mut c.i_ss_p[ct]) as u64) as i64;
+            let mut vi = take(&mut c.vi[ct]) + take(&mut c.vi_p[ct]) as i64;
             let ii_ac = ii - sq_div(s, n) as i64;
             if exact {
                 ii = ii_ac;
-                vi -= mul_div(c.vc_s[ct], s, n);
+                vi -= mul_div(vc_s, s, n);
             }
             let mut ii = ii.max(0);
             // The gate always judges the AC content of the window, so a DC
@@ -665,7 +712,6 @@ impl Meter {
             self.off_i[ct] = (self.off_i[ct] + round_div(s, n)).clamp(OFFSET_MIN, OFFSET_MAX);
         }
         let n = n.get();
-        self.cyc = CycleSums::ZERO;
         a.samples += n as u64;
         match kind {
             CycleEnd::Crossing => {
@@ -693,9 +739,9 @@ impl Meter {
             while self.next_boundary <= self.total {
                 self.next_boundary += step;
             }
-            return Some(self.take_interval(false));
+            return true;
         }
-        None
+        false
     }
 
     /// Once per interval: integer sums to physical units (floats allowed).
@@ -804,6 +850,64 @@ fn divrem_small(x: u64, n: NonZeroU32) -> (u64, u32) {
     (((q2 as u64) << 32) | ((q1 << 16) | q0) as u64, l % n)
 }
 
+/// `⌊(u1·2³² + u0) / v⌋` for a normalised divisor (`v ≥ 2³¹`) and
+/// `u1 < v`, so the quotient fits 32 bits: long division in 16-bit digits
+/// with two native 32-bit divisions (Hacker's Delight, `divlu`).
+#[inline]
+fn div_norm(u1: u32, u0: u32, v: u32) -> u32 {
+    debug_assert!(v >= 1 << 31 && u1 < v);
+    const B: u32 = 1 << 16;
+    let (vn1, vn0) = (v >> 16, v & 0xFFFF);
+    let (un1, un0) = (u0 >> 16, u0 & 0xFFFF);
+    // vn1 ≥ 2¹⁵, so each estimate is at most 2 too high.
+    let mut q1 = u1 / vn1;
+    let mut rhat = u1 - q1 * vn1;
+    while q1 >= B || q1 * vn0 > (rhat << 16) + un1 {
+        q1 -= 1;
+        rhat += vn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    // The partial remainder is < v; computed modulo 2³².
+    let un21 = (u1 << 16)
+        .wrapping_add(un1)
+        .wrapping_sub(q1.wrapping_mul(v));
+    let mut q0 = un21 / vn1;
+    let mut rhat = un21 - q0 * vn1;
+    while q0 >= B || q0 * vn0 > (rhat << 16) + un0 {
+        q0 -= 1;
+        rhat += vn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    (q1 << 16) + q0
+}
+
+/// `⌊x / d⌋` for `0 < d < 2³²`: normalises `d` and uses [`div_norm`]
+/// instead of a 64-bit division call (≈ 300 instructions on rv32). Exact
+/// when `x · 2^lz(d) < 2⁶⁴` (then the quotient is below 2³³); otherwise the
+/// quotient is at least 2³² and `u64::MAX` comes back.
+fn div_q(x: u64, d: u64) -> u64 {
+    debug_assert!(d > 0 && d <= u32::MAX as u64);
+    let s = (d as u32).leading_zeros();
+    let v = (d as u32) << s;
+    // x · 2^s as 96 bits: top (u2), middle (u1), low (u0) words.
+    let (hi, lo) = ((x >> 32) as u32, x as u32);
+    let (u2, u1, u0) = if s == 0 {
+        (0, hi, lo)
+    } else {
+        (hi >> (32 - s), (hi << s) | (lo >> (32 - s)), lo << s)
+    };
+    if u2 > 0 {
+        return u64::MAX;
+    }
+    // High quotient word: 0 or 1, as v ≥ 2³¹.
+    let (qh, r) = if u1 >= v { (1, u1 - v) } else { (0, u1) };
+    ((qh as u64) << 32) | div_norm(r, u0, v) as u64
+}
+
 /// `s² / n` rounded down.
 #[inline]
 fn sq_div(s: i32, n: NonZeroU32) -> u64 {
@@ -840,4 +944,231 @@ fn rms_counts(ss: u64, n: u64) -> f64 {
 /// sqrt of a Q8 mean square, in counts.
 fn sqrt_q8(ms_q8: u64) -> f64 {
     ((ms_q8 as u128) << 24).isqrt() as f64 / 65_536.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Layout, LinearityTable};
+
+    /// xorshift64*, deterministic.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform-ish in `lo..=hi`.
+        fn between(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % (hi - lo + 1) as u64) as i64
+        }
+    }
+
+    fn nz(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    #[test]
+    fn divrem_small_matches_u64_division() {
+        let mut r = Rng(0x1234_5678_9abc_def1);
+        for k in 0..200_000 {
+            // Mix full-width and small dividends, and divisor extremes.
+            let x = match k % 3 {
+                0 => r.next(),
+                1 => r.next() >> (r.next() % 64),
+                _ => r.next() % 1_000_000,
+            };
+            let n = match k % 4 {
+                0 => 1,
+                1 => 0xFFFF,
+                _ => r.between(1, 0xFFFF) as u32,
+            };
+            let (q, rem) = divrem_small(x, nz(n));
+            assert_eq!(q, x / n as u64, "{x} / {n}");
+            assert_eq!(rem as u64, x % n as u64, "{x} % {n}");
+        }
+    }
+
+    #[test]
+    fn div_norm_matches_u64_division() {
+        let mut r = Rng(0x0bad_cafe_f00d_0001);
+        for k in 0..200_000 {
+            let v = match k % 3 {
+                0 => 1 << 31,
+                1 => u32::MAX,
+                _ => (r.next() as u32) | 1 << 31,
+            };
+            let u1 = match k % 5 {
+                0 => v - 1,
+                1 => 0,
+                _ => (r.next() % v as u64) as u32,
+            };
+            let u0 = r.next() as u32;
+            let x = (u1 as u64) << 32 | u0 as u64;
+            assert_eq!(div_norm(u1, u0, v) as u64, x / v as u64, "{x} / {v}");
+        }
+    }
+
+    #[test]
+    fn div_q_matches_u64_division_or_saturates() {
+        let mut r = Rng(0x5eed_5eed_5eed_5eed);
+        let mut exact = 0;
+        for k in 0..200_000 {
+            let d = match k % 4 {
+                0 => r.between(1, 1 << 20) as u64,
+                1 => r.between(1 << 31, u32::MAX as i64) as u64,
+                _ => (r.next() as u32).max(1) as u64,
+            };
+            let x = if k % 2 == 0 {
+                r.next()
+            } else {
+                r.next() >> (r.next() % 64)
+            };
+            let q = div_q(x, d);
+            let truth = x / d;
+            if (x as u128) << (d as u32).leading_zeros() < 1u128 << 64 {
+                assert_eq!(q, truth, "{x} / {d}");
+                exact += 1;
+            } else {
+                assert!(
+                    q == truth || (q == u64::MAX && truth >= 1 << 32),
+                    "{x} / {d}"
+                );
+            }
+        }
+        assert!(exact > 50_000);
+        // The two uses: Δ = 2π/period and the interpolator reciprocal.
+        for p in [7u64 << 16, 80 << 16, (80 << 16) + 12_345, 501 << 16] {
+            assert_eq!(div_q(TWO_PI_Q48, p), TWO_PI_Q48 / p);
+        }
+        for g in [(1u64 << 31) + 1, 3 << 30, (1 << 32) - 1] {
+            assert_eq!(div_q(u64::MAX, g), u64::MAX / g);
+        }
+    }
+
+    #[test]
+    fn cycle_arithmetic_matches_64_bit_reference() {
+        let mut r = Rng(0xfeed_beef_0000_0042);
+        for _ in 0..200_000 {
+            let n = r.between(1, 500) as u32;
+            let lim = 5119 * n as i64;
+            let s = r.between(-lim, lim) as i32;
+            let t = r.between(-lim, lim) as i32;
+            let (s64, t64, n64) = (s as i64, t as i64, n as i64);
+            assert_eq!(sq_div(s, nz(n)) as i64, s64 * s64 / n64);
+            assert_eq!(mul_div(s, t, nz(n)), s64 * t64 / n64);
+            let big = r.between(-(1 << 50), 1 << 50);
+            assert_eq!(div_signed(big, nz(n)), big / n64);
+            // The original rounding: halves away from zero.
+            let want = if s >= 0 {
+                (s64 + n64 / 2) / n64
+            } else {
+                -((-s64 + n64 / 2) / n64)
+            };
+            assert_eq!(round_div(s, nz(n)) as i64, want);
+        }
+    }
+
+    /// The interpolator gain and the corrected energy factor agree with the
+    /// straightforward 128-bit formulas (Δ² = (2π)²·2⁶⁴/p², k·2³²/g) to
+    /// within a few parts in 2³², at mains frequencies and sample rates
+    /// across the accepted range.
+    #[test]
+    fn delays_and_energy_factor_match_wide_reference() {
+        const FOUR_PI_SQ_Q64: u128 = 728_248_265_982_611_338_390;
+        let virt = Layout::ThreePhaseVirtual;
+        let single = Layout::SinglePhase { cts: 3 };
+        for (rate, hz, layout) in [
+            (500u32, 70.0f64, virt),
+            (4000, 50.0, virt),
+            (4000, 45.3, virt),
+            (6000, 61.7, virt),
+            (20_000, 40.0, single),
+        ] {
+            let mut cfg = Config::new(rate, layout);
+            cfg.cal.phase_deg = [2.7, -1.3, 4.1];
+            cfg.cal.skew_us = [13.0, 0.0, 41.0];
+            cfg.cal.v_gain[0] = 0.31;
+            cfg.cal.i_gain = [0.09, 0.021, 0.4];
+            let mut m = Meter::new(cfg).unwrap();
+            m.period_q16 = (rate as f64 / hz * 65_536.0) as i64;
+            m.update_delays();
+            let p = m.period_q16 as u128;
+            let d2 = (FOUR_PI_SQ_Q64 / (p * p)) as u64;
+            let omc = d2 / 2 - ((d2 as u128 * d2 as u128) >> 32) as u64 / 24;
+            for ct in 0..3 {
+                let c = m.vfrac[ct] as u64;
+                let x = ((c * (32_768 - c)) * omc) >> 30;
+                let g = (1u64 << 32) - x - ((x * x) >> 33);
+                let got = m.interp_gain_q32[ct];
+                assert!(
+                    got.abs_diff(g) <= 4,
+                    "gain {got} vs {g} ({rate}/{hz}, ct {ct})"
+                );
+                let k = ((m.k_q48[ct] as u128) << 32).div_ceil(g as u128) as u64;
+                let err = m.k_eff[ct].abs_diff(k) as f64 / k as f64;
+                assert!(
+                    err < 4e-9,
+                    "k_eff {} vs {k} ({rate}/{hz}, ct {ct})",
+                    m.k_eff[ct]
+                );
+            }
+        }
+    }
+
+    /// Rail-to-rail steps with offsets at the opposite rail give the largest
+    /// per-sample values (|v| = 5119); the 32-bit partial sums must hold
+    /// them (debug builds check for overflow) and the results stay sane.
+    #[test]
+    fn extreme_values_do_not_overflow_partial_sums() {
+        for layout in [
+            Layout::SinglePhase { cts: 1 },
+            Layout::SinglePhase { cts: 3 },
+            Layout::ThreePhase,
+        ] {
+            let mut cfg = Config::new(20_000, layout);
+            cfg.interval_samples = 2_000;
+            let mut points = [-512i16; 33];
+            points[16..].fill(4607);
+            cfg.cal.linearity = Some(LinearityTable { points });
+            cfg.cal.v_offset = [0; 3];
+            cfg.cal.i_offset = [0; 3];
+            let mut m = Meter::new(cfg).unwrap();
+            let nch = cfg.channel_count();
+            let mut intervals = 0;
+            // Long low stretches pull the offsets to −512, then full-scale
+            // highs for a whole (timed-out) cycle, then the reverse.
+            for k in 0..40_000u32 {
+                let high = (k / 1_500) % 2 == 1;
+                let set = [if high { 4095 } else { 0 }; 6];
+                if let Some(iv) = m.push(&set[..nch]) {
+                    intervals += 1;
+                    for ch in 0..iv.n_voltages as usize {
+                        assert!(iv.voltages[ch].rms.is_finite());
+                    }
+                    for ct in 0..iv.n_circuits as usize {
+                        assert!(iv.circuits[ct].i_rms.is_finite());
+                        assert!(iv.circuits[ct].i_rms >= 0.0);
+                    }
+                }
+            }
+            assert!(intervals >= 19, "{intervals}");
+        }
+    }
+
+    #[test]
+    fn short_sets_are_dropped_and_counted() {
+        let mut m = Meter::new(Config::new(4000, Layout::SinglePhase { cts: 2 })).unwrap();
+        for _ in 0..10 {
+            assert!(m.push(&[2048, 2048]).is_none());
+        }
+        assert!(m.push(&[2048, 2048, 2048]).is_none());
+        let iv = m.finish().unwrap();
+        assert_eq!(iv.dropped_sets, 10);
+        assert_eq!(iv.samples, 1);
+    }
 }
