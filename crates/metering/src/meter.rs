@@ -538,7 +538,19 @@ impl Meter {
         if let Some(kind) = end {
             return self.close_and_accumulate::<NV, NC, N, LIN>(kind, set, raw0, pos);
         }
-        self.accumulate::<NV, NC, N, LIN>(set, raw0, pos);
+        if self.accumulate::<NV, NC, N, LIN>(set, raw0, pos) {
+            // A tail call: the common path itself calls nothing.
+            return self.fold_sums();
+        }
+        None
+    }
+
+    /// Folds the partial cycle sums (once per [`FOLD_EVERY`] samples); for
+    /// [`Meter::push_n`], which tail-calls it.
+    #[cold]
+    #[inline(never)]
+    fn fold_sums(&mut self) -> Option<Interval> {
+        self.cyc.fold();
         None
     }
 
@@ -555,7 +567,9 @@ impl Meter {
         pos: u32,
     ) -> Option<Interval> {
         let due = self.close_cycle(kind);
-        self.accumulate::<NV, NC, N, LIN>(set, raw0, pos);
+        if self.accumulate::<NV, NC, N, LIN>(set, raw0, pos) {
+            self.cyc.fold();
+        }
         // Accumulating touches only the new cycle's sums and the history,
         // nothing the interval figures are made of.
         if due {
@@ -566,14 +580,15 @@ impl Meter {
     }
 
     /// Adds one sample set to the cycle sums (`raw0`: the first voltage,
-    /// already linearised; `pos`: this set's history position).
+    /// already linearised; `pos`: this set's history position). Returns
+    /// whether the partial sums are due to be folded.
     #[inline(always)]
     fn accumulate<const NV: usize, const NC: usize, const N: usize, const LIN: bool>(
         &mut self,
         set: &[u16; N],
         raw0: i32,
         pos: u32,
-    ) {
+    ) -> bool {
         let vp = (pos & VMASK) as usize;
         for ch in 0..NV {
             let raw = if ch == 0 {
@@ -606,9 +621,7 @@ impl Meter {
         }
         let n = self.cyc.n + 1;
         self.cyc.n = n;
-        if n.is_multiple_of(FOLD_EVERY) {
-            self.cyc.fold();
-        }
+        n.is_multiple_of(FOLD_EVERY)
     }
 
     /// Closes the trailing incomplete cycle and returns what is left of the
