@@ -288,13 +288,16 @@ pub fn classify(arg: &str) -> Target {
     }
 }
 
+/// A device remembered in the database: (id, ssid, url).
+pub type KnownDevice = (String, Option<String>, Option<String>);
+
 /// Finds the device named by `arg` among what `backends` see and what the
 /// database remembers (`known`: id, ssid, url). Returns the device and the
 /// index of the backend that must join it (`None`: reachable directly).
 pub fn resolve(
     arg: &str,
     backends: &mut [Box<dyn Discovery>],
-    known: &[(String, Option<String>, Option<String>)],
+    known: &[KnownDevice],
 ) -> Result<(Found, Option<usize>), Error> {
     let target = classify(arg);
     if let Target::Url(u) = &target {

@@ -4,6 +4,7 @@
 //! logic lives in `metering`, `store`, `device`, `collector` and friends.
 
 mod capture;
+mod collect_cmd;
 mod meter_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,16 @@ enum Command {
     Meter(meter_cmd::MeterArgs),
     /// Run virtual devices (the real device core on emulated flash) on loopback.
     Sim(sim::cli::SimArgs),
+    /// List known devices and devices in reach.
+    Devices(collect_cmd::DevicesArgs),
+    /// Pair a device: ThingsBoard token, device secret, clock.
+    Pair(collect_cmd::PairArgs),
+    /// Collect new records from one device or all devices in reach into SQLite.
+    Collect(collect_cmd::CollectArgs),
+    /// Delete local records measured before a date.
+    Prune(collect_cmd::PruneArgs),
+    /// Export stored records as CSV or JSON (one row per record and CT).
+    Export(collect_cmd::ExportArgs),
     /// Run the whole system on embedded defaults: simulated fleet,
     /// collection, SQLite, dashboard.
     Demo,
@@ -33,6 +44,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Meter(args) => meter_cmd::run(&args),
+        Command::Devices(args) => collect_cmd::devices(&args),
+        Command::Pair(args) => collect_cmd::pair(&args),
+        Command::Collect(args) => collect_cmd::collect(&args),
+        Command::Prune(args) => collect_cmd::prune(&args),
+        Command::Export(args) => collect_cmd::export(&args),
         Command::Sim(args) => sim::cli::run(&args),
         Command::Demo => {
             println!(
