@@ -230,13 +230,21 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Refused, never queued without bound.
+            // Refused, never queued without bound. Drain what the client
+            // sent (so the close is a FIN, not a reset), answer 503, close.
             tokio::task::spawn_local(async move {
+                use tokio::io::AsyncReadExt;
+                let mut scratch = [0u8; 2048];
+                let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut scratch))
+                    .await;
                 let _ = stream
                     .write_all(
                         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-                          Content-Length: 24\r\nConnection: close\r\n\r\n{\"error\":\"too busy\"}\r\n\r\n",
+                          Content-Length: 20\r\nConnection: close\r\n\r\n{\"error\":\"too busy\"}",
                     )
+                    .await;
+                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut scratch))
                     .await;
             });
             continue;

@@ -130,3 +130,45 @@ fn auth_refuses_missing_wrong_replayed_and_stale() {
     assert!(r.text().contains("stale"), "{}", r.text());
     fleet.stop();
 }
+
+#[test]
+fn concurrent_clients_are_served_or_refused_never_wedged() {
+    let (fleet, home) = start("concurrent", |o| {
+        o.speed = 2000.0;
+        o.interval_s = 10;
+    });
+    let d = fleet.devices()[0].clone();
+    let mut c = Client::new(&home, &d.url, &d.id);
+    assert_eq!(c.pair().status, 200);
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let url = d.url.clone();
+            let home = home.clone();
+            let id = d.id.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::new(&home, &url, &id);
+                let mut codes = Vec::new();
+                for _ in 0..5 {
+                    let r = if i % 2 == 0 {
+                        get(&url, "/api/v1/info")
+                    } else {
+                        c.call("GET", "/api/v1/records?after=0&limit=100", b"", &[])
+                    };
+                    codes.push(r.status);
+                }
+                codes
+            })
+        })
+        .collect();
+    for t in threads {
+        for code in t.join().unwrap() {
+            assert!(code == 200 || code == 503, "{code}");
+        }
+    }
+    // Still healthy afterwards, and still metering.
+    assert_eq!(get(&d.url, "/api/v1/info").status, 200);
+    let before = fleet.stats(0).unwrap().samples;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(fleet.stats(0).unwrap().samples > before);
+    fleet.stop();
+}

@@ -128,7 +128,8 @@ impl Client {
     }
 
     pub fn sign(&mut self, method: &str, target: &str, body: &[u8], t: u64) -> String {
-        self.nonce += 1;
+        static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.nonce = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut n = [0u8; 16];
         n[..8].copy_from_slice(&self.nonce.to_le_bytes());
         n[8..].copy_from_slice(&now_ms().to_le_bytes());
