@@ -163,7 +163,7 @@ fn ci() -> Result<()> {
     // The full power-cut campaign (10,000 cuts) runs in release: minutes in debug.
     run(cargo().args(["test", "--release", "-p", "store", "--test", "powercut"]))?;
     // The no_std crates must build for the chip.
-    for krate in ["metering", "store", "protocol"] {
+    for krate in ["metering", "store", "protocol", "device"] {
         run(cargo().args(["build", "--release", "-p", krate, "--target", RISCV]))?;
     }
     // The per-sample metering path must call no soft-float routine on the chip.
