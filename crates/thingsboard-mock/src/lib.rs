@@ -358,6 +358,12 @@ impl MockServer {
         self.shared.lock().devices.clone()
     }
 
+    /// Runs `f` on a device (by name) under the lock, without copying it.
+    pub fn with_device<R>(&self, name: &str, f: impl FnOnce(&MockDevice) -> R) -> Option<R> {
+        let g = self.shared.lock();
+        g.devices.iter().find(|d| d.name == name).map(f)
+    }
+
     /// Number of stored (key, ts) points of a device (0 if unknown).
     pub fn point_count(&self, name: &str) -> usize {
         self.shared

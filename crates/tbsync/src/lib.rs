@@ -1,0 +1,52 @@
+//! # tbsync — OFMon's ThingsBoard client and sync engine
+//!
+//! Owns everything between the collector's SQLite database and a ThingsBoard
+//! server:
+//!
+//! - [`telemetry`]: one record → one telemetry point (the key names, exact
+//!   decimal values, `ts_uncertainty_ms`);
+//! - [`outbox`]: the per-record, per-destination sync state in the
+//!   collector's database (`destination`, `sync_state` tables);
+//! - [`http`]: the HTTP device API (`POST /api/v1/{token}/telemetry`),
+//!   connection reuse, rustls, gzip only when the server accepts it;
+//! - [`mqtt`]: the MQTT device API and gateway API at QoS 1 (rumqttc);
+//! - [`rest`]: the REST API (login, find or create a device, its token,
+//!   device paging, telemetry read-back);
+//! - [`engine`]: the sync run — batching, 401/413/5xx policy, backoff with
+//!   jitter, per-device report.
+//!
+//! Architecture invariants:
+//! - A record is marked sent only after the server accepted it (HTTP 200 or
+//!   MQTT PUBACK), in a committed transaction; a crash anywhere loses
+//!   nothing, and a resend is harmless because ThingsBoard upserts by
+//!   (key, ts).
+//! - Knows nothing of terminals: progress goes through a callback
+//!   ([`engine::Progress`]); the `ofmon` binary draws the bars.
+//! - Never sends a record whose time could not be bounded.
+
+pub mod engine;
+pub mod http;
+pub mod mqtt;
+pub mod outbox;
+pub mod rest;
+pub mod telemetry;
+
+pub use engine::{DeviceReport, DeviceStatus, Progress, Report, SyncOptions, Syncer, Transport};
+pub use http::Gzip;
+
+/// Errors of the ThingsBoard client and sync engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The collector database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Bad settings (URL, CA file, transport).
+    #[error("{0}")]
+    Config(String),
+    /// The REST API refused or failed.
+    #[error("ThingsBoard REST API: {0}")]
+    Rest(String),
+    /// Local IO (runtime, files).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

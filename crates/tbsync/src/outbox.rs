@@ -1,0 +1,309 @@
+//! The sync outbox over the collector's SQLite database.
+//!
+//! Uses the collector's schema (`crates/collector/src/db.rs`, version 1):
+//! `device` (token, name, tb_server), `record` + `circuit` (the data),
+//! `destination` (one row per (kind, url)) and `sync_state` (one row per
+//! (destination, device, seq) once the sync touched a record; `state` ∈
+//! `pending`, `sent`, `rejected`). A record without a `sent`/`rejected` row
+//! for a destination is still to be sent there. The two outbox tables are
+//! also created here (`CREATE TABLE IF NOT EXISTS`, same definition) so the
+//! sync works on a database the collector created before they existed.
+//!
+//! Invariant: a record is marked `sent` only in a transaction committed
+//! *after* the server accepted it (HTTP 200 or MQTT PUBACK); a crash before
+//! the commit means a resend, which ThingsBoard's upsert by (key, ts) makes
+//! harmless. Records whose time could not be bounded (`ts_ms IS NULL`) are
+//! never sent; they wait for time reconstruction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Error;
+use crate::telemetry::{Circuit, Reading};
+
+const OUTBOX_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS destination (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    url TEXT NOT NULL,
+    UNIQUE (kind, url)
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    destination_id INTEGER NOT NULL REFERENCES destination(id),
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (destination_id, device_id, seq)
+) WITHOUT ROWID;
+";
+
+/// `destination.kind` of ThingsBoard servers.
+pub const DESTINATION_KIND: &str = "thingsboard";
+
+/// A device as the sync sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncDevice {
+    /// Collector device id (MAC).
+    pub id: String,
+    /// ThingsBoard device name, if paired with one.
+    pub name: Option<String>,
+    /// SSID of the meter's access point.
+    pub ssid: Option<String>,
+    /// ThingsBoard access token.
+    pub token: Option<String>,
+    /// ThingsBoard server the device was paired with.
+    pub server: Option<String>,
+}
+
+impl SyncDevice {
+    /// The name to show and to use on the gateway API: the ThingsBoard name,
+    /// else the SSID, else the id.
+    pub fn display_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .or(self.ssid.as_deref())
+            .unwrap_or(&self.id)
+    }
+}
+
+/// Counts of a device's records for one destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Records with a time and not yet sent (nor rejected).
+    pub pending: u64,
+    /// Records whose time could not be bounded (never sent until it can).
+    pub untimed: u64,
+    /// Records marked sent.
+    pub sent: u64,
+    /// Records the server refused for good (a single record over the body limit).
+    pub rejected: u64,
+}
+
+/// Normalizes a server URL into a destination key (no trailing slash).
+pub fn normalize_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_string()
+}
+
+/// Opens a connection to the collector database with the collector's
+/// durability settings (WAL, `synchronous=FULL`) and the outbox tables.
+pub fn open(path: &std::path::Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path)?;
+    prepare(&conn)?;
+    Ok(conn)
+}
+
+/// Applies the durability settings and creates the outbox tables if needed.
+pub fn prepare(conn: &Connection) -> Result<(), Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    prepare_tables(conn)
+}
+
+/// Creates the outbox tables if needed (same definition as the collector's).
+pub fn prepare_tables(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(OUTBOX_SCHEMA)?;
+    Ok(())
+}
+
+/// The destination id of a server, created if new.
+pub fn destination_id(conn: &Connection, url: &str) -> Result<i64, Error> {
+    let url = normalize_url(url);
+    conn.execute(
+        "INSERT OR IGNORE INTO destination (kind, url) VALUES (?1, ?2)",
+        params![DESTINATION_KIND, url],
+    )?;
+    Ok(conn.query_row(
+        "SELECT id FROM destination WHERE kind = ?1 AND url = ?2",
+        params![DESTINATION_KIND, url],
+        |r| r.get(0),
+    )?)
+}
+
+/// All devices, in id order.
+pub fn devices(conn: &Connection) -> Result<Vec<SyncDevice>, Error> {
+    let mut st = conn.prepare("SELECT id, name, ssid, token, tb_server FROM device ORDER BY id")?;
+    let rows = st.query_map([], |r| {
+        Ok(SyncDevice {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            ssid: r.get(2)?,
+            token: r.get(3)?,
+            server: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Counts of a device's records for destination `dest`.
+pub fn counts(conn: &Connection, dest: i64, device: &str) -> Result<Counts, Error> {
+    let (total, untimed): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COUNT(*) - COUNT(ts_ms) FROM record WHERE device_id = ?1",
+        [device],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut st = conn.prepare_cached(
+        "SELECT s.state, COUNT(*) FROM sync_state s JOIN record r
+           ON r.device_id = s.device_id AND r.seq = s.seq
+         WHERE s.destination_id = ?1 AND s.device_id = ?2 AND s.state IN ('sent', 'rejected')
+         GROUP BY s.state",
+    )?;
+    let mut c = Counts {
+        untimed: untimed as u64,
+        ..Counts::default()
+    };
+    let rows = st.query_map(params![dest, device], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (state, n) = row?;
+        if state == "sent" {
+            c.sent = n as u64;
+        } else {
+            c.rejected = n as u64;
+        }
+    }
+    c.pending = (total as u64).saturating_sub(c.untimed + c.sent + c.rejected);
+    Ok(c)
+}
+
+/// Up to `limit` unsent records of `device` with seq > `after`, in seq order.
+pub fn unsent(
+    conn: &Connection,
+    dest: i64,
+    device: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Reading>, Error> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.seq, r.ts_ms, COALESCE(r.ts_uncertainty_ms, 0), r.frequency_mhz,
+                r.v1_cv, r.v2_cv, r.v3_cv
+         FROM record r
+         WHERE r.device_id = ?1 AND r.seq > ?2 AND r.ts_ms IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.destination_id = ?3
+                AND s.device_id = ?1 AND s.seq = r.seq AND s.state IN ('sent', 'rejected'))
+         ORDER BY r.seq LIMIT ?4",
+    )?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut out: Vec<Reading> = st
+        .query_map(params![device, after, dest, limit], |r| {
+            Ok(Reading {
+                seq: r.get::<_, i64>(0)?.max(0) as u64,
+                ts_ms: r.get(1)?,
+                ts_uncertainty_ms: r.get(2)?,
+                frequency_mhz: r.get(3)?,
+                v_cv: [r.get(4)?, r.get(5)?, r.get(6)?],
+                circuits: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let (Some(first), Some(last)) = (out.first().map(|r| r.seq), out.last().map(|r| r.seq)) else {
+        return Ok(out);
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT seq, ct, i_rms_ma, real_power_dw, apparent_power_dva, power_factor_milli,
+                import_mwh, export_mwh
+         FROM circuit WHERE device_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq, ct",
+    )?;
+    let mut rows = st.query(params![device, first as i64, last as i64])?;
+    let mut i = 0;
+    while let Some(r) = rows.next()? {
+        let seq = r.get::<_, i64>(0)?.max(0) as u64;
+        while i < out.len() && out[i].seq < seq {
+            i += 1;
+        }
+        if i == out.len() {
+            break;
+        }
+        if out[i].seq != seq {
+            continue;
+        }
+        out[i].circuits.push(Circuit {
+            ct: r.get::<_, i64>(1)?.clamp(0, 255) as u8,
+            i_rms_ma: r.get(2)?,
+            real_power_dw: r.get(3)?,
+            apparent_power_dva: r.get(4)?,
+            power_factor_milli: r.get(5)?,
+            import_mwh: r.get(6)?,
+            export_mwh: r.get(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Marks records as `sent` (or `rejected` with a reason) in one committed
+/// transaction. Call only after the server accepted them.
+pub fn mark(
+    conn: &Connection,
+    dest: i64,
+    device: &str,
+    seqs: impl IntoIterator<Item = u64>,
+    state: State<'_>,
+    now_ms: i64,
+) -> Result<(), Error> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let (name, err) = match state {
+            State::Sent => ("sent", None),
+            State::Rejected(e) => ("rejected", Some(e)),
+            State::Pending(e) => ("pending", Some(e)),
+        };
+        let mut st = tx.prepare_cached(
+            "INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+             ON CONFLICT (destination_id, device_id, seq) DO UPDATE SET
+                state = excluded.state, attempts = attempts + 1,
+                last_error = excluded.last_error, updated_ms = excluded.updated_ms",
+        )?;
+        for seq in seqs {
+            st.execute(params![
+                dest,
+                device,
+                i64::try_from(seq).unwrap_or(i64::MAX),
+                name,
+                err,
+                now_ms
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// What [`mark`] writes.
+#[derive(Clone, Copy, Debug)]
+pub enum State<'a> {
+    /// Accepted by the server.
+    Sent,
+    /// Refused for good (will not be retried), with the reason.
+    Rejected(&'a str),
+    /// Still to send; the last attempt failed for this reason.
+    Pending(&'a str),
+}
+
+/// Seqs of `device` marked sent to `dest` (tests and audits).
+pub fn sent_seqs(conn: &Connection, dest: i64, device: &str) -> Result<Vec<u64>, Error> {
+    let mut st = conn.prepare(
+        "SELECT seq FROM sync_state WHERE destination_id = ?1 AND device_id = ?2
+         AND state = 'sent' ORDER BY seq",
+    )?;
+    let v = st
+        .query_map(params![dest, device], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|s| s.max(0) as u64))
+        .collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
+/// The destination id of a server if it exists (no write).
+pub fn find_destination(conn: &Connection, url: &str) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM destination WHERE kind = ?1 AND url = ?2",
+            params![DESTINATION_KIND, normalize_url(url)],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
