@@ -44,8 +44,13 @@ pub struct HttpDevice {
     base: String,
     agent: ureq::Agent,
     key: Option<ApiKey>,
-    last_t: Mutex<u64>,
+    /// (last timestamp used, offset of the device's clock from ours).
+    clock: Mutex<(u64, i64)>,
 }
+
+/// A device clock further off than this from ours is followed when signing
+/// (its freshness window is ±5 minutes), until we set it.
+const FOLLOW_DEVICE_CLOCK_MS: i64 = 60_000;
 
 impl HttpDevice {
     /// A client for the device at `base` (no trailing slash needed), signing
@@ -61,7 +66,7 @@ impl HttpDevice {
             base: base.trim_end_matches('/').to_string(),
             agent,
             key,
-            last_t: Mutex::new(0),
+            clock: Mutex::new((0, 0)),
         }
     }
 
@@ -75,13 +80,22 @@ impl HttpDevice {
         self.key = Some(key);
     }
 
-    /// A strictly increasing request timestamp (collector clock).
+    /// A strictly increasing request timestamp: the collector's clock, or
+    /// the device's own clock while that is far off ours (a device checks
+    /// request times against its clock once set; see `protocol::auth`).
     fn stamp(&self) -> u64 {
-        let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-        let mut last = self.last_t.lock().unwrap_or_else(|p| p.into_inner());
-        let t = now.max(*last + 1);
-        *last = t;
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = u64::try_from(crate::now_ms().saturating_add(c.1)).unwrap_or(0);
+        let t = now.max(c.0 + 1);
+        c.0 = t;
         t
+    }
+
+    fn set_offset(&self, offset: i64) {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        if c.1 != offset {
+            *c = (0, offset);
+        }
     }
 
     fn auth(&self, method: &str, pq: &str, body: &[u8]) -> Result<Option<String>, Error> {
@@ -170,7 +184,22 @@ impl HttpDevice {
 
 impl DeviceApi for HttpDevice {
     fn info(&self) -> Result<Info, Error> {
-        self.json("GET", "/api/v1/info", None)
+        let before = crate::now_ms();
+        let info: Info = self.json("GET", "/api/v1/info", None)?;
+        let mid = before + (crate::now_ms() - before) / 2;
+        let offset = match info.clock {
+            protocol::api::ClockState::Set { now_ms, .. } => {
+                let off = i64::try_from(now_ms).unwrap_or(i64::MAX / 2) - mid;
+                if off.abs() > FOLLOW_DEVICE_CLOCK_MS {
+                    off
+                } else {
+                    0
+                }
+            }
+            protocol::api::ClockState::Unset => 0,
+        };
+        self.set_offset(offset);
+        Ok(info)
     }
 
     fn pair(&self, req: &PairRequest) -> Result<PairResponse, Error> {
@@ -178,7 +207,10 @@ impl DeviceApi for HttpDevice {
     }
 
     fn set_time(&self, req: &TimeRequest) -> Result<TimeResponse, Error> {
-        self.json("POST", "/api/v1/time", Some(&protocol::api::encode(req)))
+        let r = self.json("POST", "/api/v1/time", Some(&protocol::api::encode(req)))?;
+        // The device's clock is ours now.
+        self.set_offset(0);
+        Ok(r)
     }
 
     fn records(

@@ -249,6 +249,7 @@ pub fn set_clock(
             uptime_ms: resp.uptime_ms,
             wall_ms: unix_ms,
             uncertainty_ms,
+            trusted: true,
         },
         rtt,
         now_ms(),

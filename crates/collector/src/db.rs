@@ -529,6 +529,7 @@ impl Db {
                 uptime_ms: u64_of(r.get(1)?),
                 wall_ms: u64_of(r.get(2)?),
                 uncertainty_ms: u64_of(r.get(3)?),
+                trusted: true,
             })
         })?;
         for a in rows {
@@ -563,6 +564,7 @@ impl Db {
                             uptime_ms: e.uptime_ms,
                             wall_ms: unix_ms,
                             uncertainty_ms: u64::from(uncertainty_ms),
+                            trusted: false,
                         });
                     }
                 }

@@ -35,6 +35,11 @@
 //! wall time of each boot's start (`hi_start`) into the previous one. Every
 //! record then takes the intersection of all bounds that apply to it and is
 //! stored as the midpoint `ts_ms` with half the width as `ts_uncertainty_ms`.
+//! Syncs of one boot that contradict each other (their bounds do not
+//! intersect) are resolved by trust: syncs this collector measured
+//! ([`Anchor::trusted`]) win over syncs known only from device events, and
+//! among trusted ones the latest wins (a device whose uptime does not follow
+//! real time, such as an accelerated simulator).
 //! When no lower bound exists (boots before the device's first sync ever),
 //! or the bounds contradict each other (a lying sync), the record gets no
 //! time: [`Estimate::ts_ms`] is `None` — flagged, never guessed.
@@ -119,6 +124,10 @@ pub struct Anchor {
     pub wall_ms: u64,
     /// Bound on `|wall_ms − true time|`.
     pub uncertainty_ms: u64,
+    /// Measured by this collector (its bound is known to hold). Syncs known
+    /// only from device events are not trusted: if they contradict a trusted
+    /// one, they are ignored.
+    pub trusted: bool,
 }
 
 /// What a boot event says about the boot before it.
@@ -195,6 +204,7 @@ struct Point {
     a: u64,
     t: i64,
     e: i64,
+    trusted: bool,
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -255,8 +265,30 @@ pub fn reconstruct(h: &History, p: &Params) -> Vec<Estimate> {
                 a: a.uptime_ms,
                 t: as_i64(a.wall_ms),
                 e: as_i64(a.uncertainty_ms),
+                trusted: a.trusted,
             });
         }
+    }
+    // Syncs that contradict each other: keep the trusted ones; if those
+    // still disagree (a device whose uptime does not follow real time), keep
+    // the latest trusted one; without any, treat the boot as unsynced.
+    let consistent = |pts: &[Point]| {
+        let mut span = Span::ALL;
+        for pt in pts {
+            span.meet(pt.at(0, p));
+        }
+        matches!((span.lo, span.hi), (Some(l), Some(h)) if l <= h)
+    };
+    for s in segs.iter_mut().filter(|s| s.synced) {
+        if consistent(&s.points) {
+            continue;
+        }
+        s.points.retain(|pt| pt.trusted);
+        if !consistent(&s.points) {
+            let last = s.points.last().copied();
+            s.points = last.into_iter().collect();
+        }
+        s.synced = !s.points.is_empty();
     }
     // Boot events extend the previous boot and may carry its wall time.
     for i in 1..n {
@@ -275,6 +307,7 @@ pub fn reconstruct(h: &History, p: &Params) -> Vec<Estimate> {
                     a: m.prev_uptime_ms,
                     t: as_i64(w),
                     e: assumed + p.drift(m.prev_uptime_ms),
+                    trusted: false,
                 });
             }
         }
@@ -292,6 +325,7 @@ pub fn reconstruct(h: &History, p: &Params) -> Vec<Estimate> {
                     a: r.uptime_ms,
                     t: as_i64(w),
                     e: assumed + p.drift(r.uptime_ms),
+                    trusted: false,
                 });
             }
         }
@@ -345,6 +379,7 @@ pub fn reconstruct(h: &History, p: &Params) -> Vec<Estimate> {
                         a: u,
                         t: as_i64(w),
                         e: assumed + p.drift(u),
+                        trusted: false,
                     }
                     .at(u, p),
                 );
@@ -411,12 +446,14 @@ mod tests {
             uptime_ms: 1_000_000,
             wall_ms: T0,
             uncertainty_ms: 20,
+            trusted: true,
         });
         h.anchors.push(Anchor {
             boot_id: 9,
             uptime_ms: 120_000,
             wall_ms: 1_700_005_000_000,
             uncertainty_ms: 20,
+            trusted: true,
         });
         let est = reconstruct(&h, &p);
         // boot 7, uptime 1_060_000
@@ -458,11 +495,55 @@ mod tests {
                 uptime_ms: 0,
                 wall_ms: T0,
                 uncertainty_ms: 10,
+                trusted: true,
             }],
             observed_at_ms: Some(T0), // "received" before it was measured
             ..Default::default()
         };
         assert_eq!(reconstruct(&h, &p)[0], Estimate::UNKNOWN);
+    }
+
+    #[test]
+    fn a_foreign_sync_contradicting_ours_is_ignored() {
+        let p = Params::default();
+        let rec = RecordTime {
+            seq: 1,
+            boot_id: 1,
+            uptime_ms: 60_000,
+            wall_ms: None,
+        };
+        let ours = Anchor {
+            boot_id: 1,
+            uptime_ms: 120_000,
+            wall_ms: T0 + 120_000,
+            uncertainty_ms: 5,
+            trusted: true,
+        };
+        let foreign = Anchor {
+            boot_id: 1,
+            uptime_ms: 0,
+            wall_ms: T0 - 10_000, // 10 s off while claiming ±1 s
+            uncertainty_ms: 1_000,
+            trusted: false,
+        };
+        let h = History {
+            records: vec![rec],
+            anchors: vec![foreign, ours],
+            observed_at_ms: Some(T0 + 200_000),
+            ..Default::default()
+        };
+        let e = reconstruct(&h, &p)[0];
+        assert_eq!(e.ts_ms, Some((T0 + 60_000) as i64));
+        assert_eq!(e.uncertainty_ms, Some(5 + p.drift(60_000) as u64));
+        // Two trusted syncs that disagree: the latest one is kept.
+        let mut older = ours;
+        older.uptime_ms = 0;
+        older.wall_ms = T0 + 30_000;
+        let h = History {
+            anchors: vec![older, ours],
+            ..h
+        };
+        assert_eq!(reconstruct(&h, &p)[0].ts_ms, Some((T0 + 60_000) as i64));
     }
 
     /// How a simulated boot's sync is seen by the collector.
@@ -565,6 +646,7 @@ mod tests {
                         uptime_ms: a,
                         wall_ms: t,
                         uncertainty_ms: e,
+                        trusted: matches!(kind, SyncKind::Ours(_)),
                     }),
                     SyncKind::Lost => {}
                 }
