@@ -384,6 +384,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn username_is_the_token_without_password() {
+        let o = options(
+            "mqtt://127.0.0.1:1883",
+            "TOKEN",
+            "c",
+            &SyncOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(o.credentials(), Some(("TOKEN".to_string(), String::new())));
+        assert_eq!(o.max_packet_size(), MAX_PACKET);
+    }
+
+    #[test]
     fn endpoints() {
         assert_eq!(
             endpoint("mqtt://127.0.0.1:1999").unwrap(),
