@@ -57,6 +57,8 @@ pub struct Options {
     pub max_response_bytes: usize,
     /// OTA: public key and board for firmware manifests.
     pub ota: OtaOptions,
+    /// How the AP is protected while unpaired ([`identity::SetupAp`]).
+    pub setup_ap: identity::SetupAp,
 }
 
 impl Options {
@@ -73,6 +75,7 @@ impl Options {
             max_records_per_response: 2000,
             max_response_bytes: 64 * 1024,
             ota: OtaOptions::default(),
+            setup_ap: identity::SetupAp::Open,
         }
     }
 }
@@ -115,6 +118,27 @@ pub struct BootFailure<F: NorFlash, O> {
 impl<F: NorFlash, O> core::fmt::Debug for BootFailure<F, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "BootFailure({:?})", self.error)
+    }
+}
+
+/// Why [`Device::self_test`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelfTestError {
+    /// A fault was recorded since boot (state write or record append).
+    Fault(String),
+    /// The store did not read back.
+    Store(String),
+    /// `GET /api/v1/info` did not answer 200 with this build's version.
+    Api(u16),
+}
+
+impl core::fmt::Display for SelfTestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SelfTestError::Fault(m) => write!(f, "fault since boot: {m}"),
+            SelfTestError::Store(m) => write!(f, "store: {m}"),
+            SelfTestError::Api(s) => write!(f, "GET /api/v1/info answered {s}"),
+        }
     }
 }
 
@@ -510,15 +534,23 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
         }
     }
 
-    /// The AP's WPA2 passphrase, once paired (unpaired devices use the
-    /// board's setup passphrase).
+    /// The AP's WPA2 passphrase now, `None` for an open AP. Paired: the
+    /// passphrase derived from the device secret. Unpaired: the build's
+    /// policy ([`Options::setup_ap`]): a per-device setup passphrase derived
+    /// from the build's setup key, or open (see [`identity::SetupAp`]).
     pub fn ap_password(&self) -> Option<String> {
-        self.st.device_secret.map(|s| {
-            DeviceSecret::from_bytes(s)
-                .ap_password()
-                .as_str()
-                .to_string()
-        })
+        match (self.st.device_secret, self.opts.setup_ap) {
+            (Some(s), _) => Some(
+                DeviceSecret::from_bytes(s)
+                    .ap_password()
+                    .as_str()
+                    .to_string(),
+            ),
+            (None, identity::SetupAp::SetupKey(k)) => {
+                Some(identity::setup_password(&k, &self.mac).as_str().to_string())
+            }
+            (None, identity::SetupAp::Open) => None,
+        }
     }
 
     /// Whether the device has been paired.
@@ -549,6 +581,92 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
     /// The time model of this boot.
     pub fn time(&self) -> &TimeModel {
         &self.time
+    }
+
+    /// The firmware version this build runs.
+    pub fn firmware_version(&self) -> FirmwareVersion {
+        self.opts.firmware_version
+    }
+
+    /// Records how an OTA trial ended, as an `ota` event (`confirmed` or
+    /// `rolled_back`): the shell calls it after marking the image valid
+    /// (this build is `to`) or, after a rollback, from the old image
+    /// (`from`) once it runs again, if its bootloader tells it.
+    pub fn record_ota_result(
+        &mut self,
+        now_ms: u64,
+        from: FirmwareVersion,
+        to: FirmwareVersion,
+        confirmed: bool,
+    ) {
+        let v = |v: FirmwareVersion| [v.major, v.minor, v.patch];
+        self.log(
+            now_ms,
+            EventKind::OtaResult {
+                from: v(from),
+                to: v(to),
+                confirmed,
+            },
+        );
+        self.save_state();
+    }
+
+    /// Self-test of a freshly installed firmware image, run by the shell on
+    /// the first boot after an OTA (the firmware, and the simulator's
+    /// virtual bootloader) before it marks the image valid; on an error the
+    /// shell rejects the image and the previous one boots again.
+    ///
+    /// Passes when: no fault was recorded since boot (the boot's state write
+    /// and every record append succeeded), the persisted state reads back
+    /// and names this boot, the newest records of the log read back, and
+    /// `GET /api/v1/info` answers 200 through the route table with this
+    /// build's firmware version. It reads flash but writes nothing.
+    pub fn self_test(&mut self, now_ms: u64) -> Result<(), SelfTestError> {
+        if let Some(f) = &self.fault {
+            return Err(SelfTestError::Fault(f.clone()));
+        }
+        let mut blob = alloc::vec![0u8; store::MAX_STATE];
+        let n = self
+            .store
+            .read_state(&mut blob)
+            .map_err(|e| SelfTestError::Store(format!("state: {e}")))?;
+        match Persisted::decode(&blob[..n]) {
+            Some(p)
+                if p.last_boot_id == self.time.boot_id && p.boot_count == self.st.boot_count => {}
+            _ => {
+                return Err(SelfTestError::Store(String::from(
+                    "state does not read back",
+                )));
+            }
+        }
+        let mut cursor = Cursor::new(self.store.next_seq().saturating_sub(2));
+        loop {
+            match self.store.read(&mut cursor) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(SelfTestError::Store(format!("log: {e}"))),
+            }
+        }
+        let crate::routes::Lookup::Found(route) =
+            crate::routes::lookup(false, "GET", "/api/v1/info")
+        else {
+            return Err(SelfTestError::Api(404));
+        };
+        let req = Request {
+            method: "GET",
+            path: "/api/v1/info",
+            query: None,
+            headers: &api::NoHeaders,
+            body: &[],
+        };
+        let resp = self.handle(now_ms, route, &req);
+        if resp.status != 200 {
+            return Err(SelfTestError::Api(resp.status));
+        }
+        match serde_json::from_slice::<wire_api::Info>(&resp.body) {
+            Ok(info) if info.firmware == self.opts.firmware_version => Ok(()),
+            _ => Err(SelfTestError::Api(resp.status)),
+        }
     }
 
     // ------------------------------------------------------------ auth

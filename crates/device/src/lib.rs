@@ -28,9 +28,10 @@ pub mod legacy;
 pub mod ota;
 pub mod platform;
 pub mod routes;
+pub mod sampling;
 pub mod state;
 pub mod time;
 pub mod wire;
 
-pub use crate::core::{Action, BootError, BootFailure, BootReport, Device, Options};
+pub use crate::core::{Action, BootError, BootFailure, BootReport, Device, Options, SelfTestError};
 pub use http::{Service, Shared, router};

@@ -38,6 +38,17 @@ pub trait Mac {
 }
 
 /// Writes a firmware image into the inactive OTA slot.
+///
+/// Call order per upload, as the device core drives it
+/// ([`crate::ota::Upload`]): `begin` once (after the manifest verified),
+/// then `write` with **sequential offsets**: the first call at offset 0 and
+/// each next call at the previous offset plus the previous chunk's length,
+/// never overlapping, never skipping, never going back; chunks have any
+/// length ≥ 1 (they follow the HTTP body's chunking, not sector sizes).
+/// Then either `activate` once (the whole image arrived and its digest
+/// verified) or `abort` (refusal, truncation, a new upload). An
+/// implementation may buffer to whole sectors and may refuse an offset that
+/// is not the next one. `activate` must flush anything buffered.
 pub trait OtaSlot {
     /// Error from the slot writer.
     type Error: core::fmt::Debug;
@@ -45,7 +56,8 @@ pub trait OtaSlot {
     fn capacity(&self) -> usize;
     /// Prepares the inactive slot for an image of `len` bytes.
     fn begin(&mut self, len: usize) -> Result<(), Self::Error>;
-    /// Writes the next chunk of the image at `offset`.
+    /// Writes the next chunk of the image at `offset` (always the sum of the
+    /// lengths written since `begin`; see the trait docs).
     fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Self::Error>;
     /// Marks the written image as the one to boot next (pending self-test).
     fn activate(&mut self) -> Result<(), Self::Error>;

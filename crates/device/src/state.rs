@@ -177,6 +177,16 @@ pub enum EventKind {
     Config,
     /// The device was paired.
     Paired,
+    /// The first boot of an installed image ended its trial (appended last:
+    /// older state blobs still decode).
+    OtaResult {
+        /// Version before the update.
+        from: [u16; 3],
+        /// Version installed.
+        to: [u16; 3],
+        /// Passed its self-test and marked valid (else rolled back to `from`).
+        confirmed: bool,
+    },
 }
 
 /// One event on the device's own time line.

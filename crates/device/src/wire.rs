@@ -158,6 +158,19 @@ pub fn event_to_api(e: &Event) -> api::Event {
         },
         EventKind::Config => api::EventKind::Config {},
         EventKind::Paired => api::EventKind::Paired {},
+        EventKind::OtaResult {
+            from,
+            to,
+            confirmed,
+        } => api::EventKind::Ota {
+            from: v(*from),
+            to: v(*to),
+            outcome: if *confirmed {
+                api::OtaOutcome::Confirmed
+            } else {
+                api::OtaOutcome::RolledBack
+            },
+        },
     };
     api::Event {
         seq: u64::from(e.id),

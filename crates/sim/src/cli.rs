@@ -47,6 +47,17 @@ pub struct SimArgs {
     /// Metering interval of fresh devices, seconds.
     #[arg(long, default_value_t = 60)]
     pub interval: u32,
+    /// ed25519 public key (64 hex digits) firmware uploads must be signed
+    /// with (`ofmon firmware-key` prints it). Default: HOME/firmware.pub if
+    /// present, else OTA is refused.
+    #[arg(long, value_name = "HEX", value_parser = parse_pubkey)]
+    pub firmware_pubkey: Option<[u8; 32]>,
+}
+
+fn parse_pubkey(s: &str) -> Result<[u8; 32], String> {
+    protocol::firmware::FirmwarePublicKey::from_hex(s)
+        .map(|k| k.to_bytes())
+        .map_err(|e| format!("{e}: expected 64 hex digits"))
 }
 
 impl SimArgs {
@@ -65,6 +76,7 @@ impl SimArgs {
             sample_rate_hz: self.sample_rate,
             interval_s: self.interval,
             seed: 1,
+            firmware_pubkey: self.firmware_pubkey,
         }
     }
 }

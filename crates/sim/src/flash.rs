@@ -1,4 +1,4 @@
-//! The simulator's flash and OTA slot.
+//! The simulator's flash (the OTA slot is in [`crate::firmware`]).
 //!
 //! [`SimFlash`] wraps the store's emulated NOR flash (file-backed) so the
 //! runner can arm a power cut while the device core owns the flash: the next
@@ -92,46 +92,5 @@ impl NorFlash for SimFlash {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         self.transfer_arm();
         self.inner.write(offset, bytes)
-    }
-}
-
-/// An OTA slot in RAM (the simulator keeps running its own build; an
-/// accepted image is only recorded).
-#[derive(Debug, Default)]
-pub struct SimOta {
-    image: Vec<u8>,
-    /// Whether an image was activated.
-    pub activated: bool,
-}
-
-/// OTA slot size (1 MiB, as on the chip).
-pub const OTA_SLOT: usize = 1024 * 1024;
-
-impl device::platform::OtaSlot for SimOta {
-    type Error = &'static str;
-    fn capacity(&self) -> usize {
-        OTA_SLOT
-    }
-    fn begin(&mut self, len: usize) -> Result<(), Self::Error> {
-        if len > OTA_SLOT {
-            return Err("image larger than the slot");
-        }
-        self.image.clear();
-        self.activated = false;
-        Ok(())
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Self::Error> {
-        if offset != self.image.len() || offset + data.len() > OTA_SLOT {
-            return Err("out-of-order or oversized write");
-        }
-        self.image.extend_from_slice(data);
-        Ok(())
-    }
-    fn activate(&mut self) -> Result<(), Self::Error> {
-        self.activated = true;
-        Ok(())
-    }
-    fn abort(&mut self) {
-        self.image.clear();
     }
 }

@@ -4,7 +4,11 @@
 //! - `fleet.key`: the operator's fleet secret, 64 hex digits (created on
 //!   first use, mode 0600 on Unix; the collector reads the same file);
 //! - `sim/<ID>/flash.bin`: each virtual device's NOR flash image;
-//! - `sim-devices.json`: the devices currently running (id, ssid, url).
+//! - `sim-devices.json`: the devices currently running (id, ssid, url);
+//! - `firmware.pub` (optional): the ed25519 public key (64 hex digits) the
+//!   virtual devices check firmware uploads against;
+//! - `sim/<ID>/firmware.json`, `sim/<ID>/ota-slot.bin`: each device's
+//!   firmware state ([`crate::firmware`]).
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +71,23 @@ fn write_private(path: &Path, text: &str) -> Result<(), SimError> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.write_all(b"\n"))
         .map_err(|e| SimError::io(format!("writing {}", path.display()), e))
+}
+
+/// Reads `home/firmware.pub` (64 hex digits), `None` if there is none.
+pub fn firmware_pubkey(home: &Path) -> Result<Option<[u8; 32]>, SimError> {
+    let path = home.join(crate::firmware::PUBKEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => protocol::firmware::FirmwarePublicKey::from_hex(text.trim())
+            .map(|k| Some(k.to_bytes()))
+            .map_err(|e| {
+                SimError::Options(format!(
+                    "{}: {e}; it must hold the 64-hex-digit public key printed by `ofmon firmware-key`",
+                    path.display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SimError::io(format!("reading {}", path.display()), e)),
+    }
 }
 
 /// Directory of device `id`'s files.

@@ -25,6 +25,7 @@
 //! not `Send`).
 
 pub mod cli;
+pub mod firmware;
 pub mod flash;
 pub mod home;
 mod runner;
@@ -100,6 +101,9 @@ pub struct SimOptions {
     pub interval_s: u32,
     /// Seed of everything random (loads, cuts, boot ids are still random).
     pub seed: u64,
+    /// The ed25519 public key firmware uploads must be signed with; `None`:
+    /// `HOME/firmware.pub` if it exists, else OTA is refused (501).
+    pub firmware_pubkey: Option<[u8; 32]>,
 }
 
 impl Default for SimOptions {
@@ -117,6 +121,7 @@ impl Default for SimOptions {
             sample_rate_hz: None,
             interval_s: 60,
             seed: 1,
+            firmware_pubkey: None,
         }
     }
 }
@@ -199,7 +204,7 @@ pub fn sim_mac(i: usize) -> [u8; 6] {
 impl Fleet {
     /// Starts the fleet: binds every port first (so a busy port fails fast),
     /// then boots each device on its own thread and waits until all serve.
-    pub fn start(opts: SimOptions) -> Result<Fleet, SimError> {
+    pub fn start(mut opts: SimOptions) -> Result<Fleet, SimError> {
         if opts.devices == 0 {
             return Err(SimError::Options("--devices must be at least 1".into()));
         }
@@ -224,6 +229,9 @@ impl Fleet {
         std::fs::create_dir_all(&opts.home)
             .map_err(|e| SimError::io(format!("creating {}", opts.home.display()), e))?;
         home::fleet_secret(&opts.home)?;
+        if opts.firmware_pubkey.is_none() {
+            opts.firmware_pubkey = home::firmware_pubkey(&opts.home)?;
+        }
 
         let mut listeners = Vec::with_capacity(opts.devices);
         for i in 0..opts.devices {

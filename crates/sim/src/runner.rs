@@ -14,7 +14,8 @@ use metering::Layout;
 use store::emulated::EmulatedFlash;
 use tokio::io::AsyncWriteExt;
 
-use crate::flash::{CutControl, SimFlash, SimOta};
+use crate::firmware::{self, BootState, FirmwareFiles, SimOta};
+use crate::flash::{CutControl, SimFlash};
 use crate::source::{self, Profile, Source};
 use crate::{SimOptions, home};
 
@@ -44,6 +45,9 @@ pub struct DeviceStats {
     pub lag_s: f64,
     /// Real seconds spent, for rate figures.
     pub real_elapsed_s: f64,
+    /// Firmware images rolled back in this process (failed self-test or
+    /// not bootable).
+    pub rollbacks: u32,
 }
 
 /// What the device's HTTP server and the runner share.
@@ -179,7 +183,8 @@ fn device_options(cfg: &Config, rate: u32) -> Options {
     let mut m = metering::Config::new(rate, layout).with_interval_seconds(cfg.opts.interval_s);
     m.cal.v_gain = [source::V_PER_COUNT as f32; 3];
     m.cal.i_gain = [source::a_per_count() as f32; 3];
-    let mut o = Options::new(m, "sim");
+    let mut o = Options::new(m, firmware::BOARD);
+    o.ota.public_key = cfg.opts.firmware_pubkey;
     // The device's wall clock runs with simulated time; only at real speed
     // does it match the collector's clock well enough for the window check.
     o.auth_uses_wall_clock = cfg.opts.speed == 1.0;
@@ -313,6 +318,16 @@ impl World {
     }
 }
 
+/// Rejects the image waiting in the slot: the confirmed version boots next.
+fn reject(fw: &FirmwareFiles, st: &mut BootState, shared: &Shared) {
+    st.next = false;
+    st.rollbacks = st.rollbacks.saturating_add(1);
+    if let Err(e) = fw.set_state(st) {
+        eprintln!("sim: writing the firmware state: {e}");
+    }
+    lock(&shared.stats).rollbacks += 1;
+}
+
 async fn feed(
     cfg: &Config,
     shared: &Arc<Shared>,
@@ -347,39 +362,92 @@ async fn feed(
     let mut buf = vec![0u16; CHUNK_SETS * source.channel_count()];
     let mut first_boot = true;
     let mut boot_failures = 0u32;
+    // An image rejected on its trial boot, to report from the next boot.
+    let mut rolled_back = None;
 
     'life: loop {
-        // ---- boot
+        // ---- boot (the virtual bootloader picks the image)
         let boot_t = source.time_s();
         let boot_id = rng.next() as u32;
         let Some(f) = flash.take() else {
             return Err(fail(&mut ready, "flash lost".into()));
         };
-        let (mut dev, report) = match Device::boot(
-            f,
-            SimOta::default(),
-            cfg.mac,
-            boot_id,
-            0,
-            device_options(cfg, rate),
-        ) {
-            Ok(v) => v,
-            Err(failure) => {
-                // A cut armed for the running boot may hit the next one.
-                let mut f = failure.flash;
-                f.power_on();
-                flash = Some(f);
-                boot_failures += 1;
-                if boot_failures > 10 {
-                    return Err(fail(
-                        &mut ready,
-                        format!("boot failed: {:?}", failure.error),
-                    ));
-                }
-                continue 'life;
+        let fw = FirmwareFiles::new(&dir);
+        let mut boot_state = fw.state();
+        let trial = if boot_state.next {
+            let h = fw.slot_image();
+            if h.is_none() {
+                eprintln!(
+                    "sim device {}: OTA slot holds no bootable image; rolled back",
+                    cfg.index
+                );
+                reject(&fw, &mut boot_state, shared);
             }
+            h
+        } else {
+            None
         };
+        let mut options = device_options(cfg, rate);
+        options.firmware_version = trial.map_or(boot_state.running, |h| h.version);
+        let (mut dev, report) =
+            match Device::boot(f, SimOta::new(&dir), cfg.mac, boot_id, 0, options) {
+                Ok(v) => v,
+                Err(failure) => {
+                    if let Some(h) = trial {
+                        reject(&fw, &mut boot_state, shared);
+                        rolled_back = Some(h.version);
+                    }
+                    // A cut armed for the running boot may hit the next one.
+                    let mut f = failure.flash;
+                    f.power_on();
+                    flash = Some(f);
+                    boot_failures += 1;
+                    if boot_failures > 10 {
+                        return Err(fail(
+                            &mut ready,
+                            format!("boot failed: {:?}", failure.error),
+                        ));
+                    }
+                    continue 'life;
+                }
+            };
+        if let Some(h) = trial {
+            // First boot of a new image: self-test, then confirm or roll back.
+            let verdict = if h.broken {
+                Err("the image is marked broken".to_string())
+            } else {
+                dev.self_test(0).map_err(|e| e.to_string())
+            };
+            match verdict {
+                Ok(()) => {
+                    let from = boot_state.running;
+                    boot_state.running = h.version;
+                    boot_state.next = false;
+                    match fw.set_state(&boot_state) {
+                        Ok(()) => dev.record_ota_result(0, from, h.version, true),
+                        Err(e) => {
+                            eprintln!("sim device {}: confirming the image: {e}", cfg.index)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "sim device {}: firmware {} failed its self-test ({e}); rolling back to {}",
+                        cfg.index, h.version, boot_state.running
+                    );
+                    reject(&fw, &mut boot_state, shared);
+                    rolled_back = Some(h.version);
+                    let mut f = dev.into_flash();
+                    f.power_on();
+                    flash = Some(f);
+                    continue 'life;
+                }
+            }
+        }
         boot_failures = 0;
+        if let Some(rejected) = rolled_back.take() {
+            dev.record_ota_result(0, boot_state.running, rejected, false);
+        }
         if first_boot && fresh && report.last_record.is_none() {
             // The installer set the clock when the device went in.
             dev.sync_time(0, world.wall_ms(boot_t), 1000);
