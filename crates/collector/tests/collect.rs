@@ -194,3 +194,33 @@ fn unreachable_device_did_nothing() {
     assert!(s.error.is_some());
     assert!(!s.did_something());
 }
+
+/// Figures for the report: 30 days of 1-minute 1 V + 3 CT records from a
+/// fake device over loopback into an on-disk SQLite database.
+/// `cargo test -p collector --release --test collect -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn thirty_days_backlog_figures() {
+    let n = 30 * 1440;
+    let dev = FakeDevice::start(MAC, n, Some(&fleet())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(&dir.path().join("ofmon.db")).unwrap();
+    let http = client(&dev);
+    let s = collect(
+        &mut db,
+        &http,
+        Some(&dev.url),
+        &Options::default(),
+        &mut NoProgress,
+    );
+    assert_eq!((s.new_records, s.error.clone()), (n, None));
+    println!(
+        "30-day backlog: {} records, {} wire bytes ({:.1} B/record), {} batches, {:.3} s, {:.0} records/s",
+        s.new_records,
+        s.bytes,
+        s.bytes as f64 / s.new_records as f64,
+        s.batches,
+        s.seconds,
+        s.new_records as f64 / s.seconds
+    );
+}
