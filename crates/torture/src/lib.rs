@@ -1,0 +1,35 @@
+//! # torture — the OFMon reliability and security campaign
+//!
+//! Attacks the whole chain the way the field does and measures the result:
+//!
+//! - [`power`]: thousands of random power cuts on the device core (the
+//!   firmware's code) over emulated NOR flash, during appends, merges,
+//!   erases and state updates; nothing committed is ever lost.
+//! - [`security`]: every protected route of `openapi.yaml`, unauthenticated,
+//!   wrong-key, replayed, stale → 401 on a simulated device; key isolation
+//!   between devices.
+//! - [`proxy`]: a seeded fault-injecting TCP proxy on loopback (resets
+//!   mid-stream, stalls, delays, throttles) — `tc netem` is not available.
+//! - [`links`]: collect from a simulated device through that proxy.
+//! - [`crash`]: `kill -9` of the `ofmon collect` process at random moments.
+//! - [`smoke`]: random-input smoke over the fuzz entry points (the stable
+//!   counterpart of the `fuzz/` cargo-fuzz targets).
+//! - [`campaign`]: runs everything for a [`Profile`] and collects one
+//!   [`campaign::CampaignReport`]; [`render`] turns it into `docs/RELIABILITY.md`.
+//! - [`bench_report`]: renders `docs/BENCHMARKS.md` from the benches' JSON.
+//!
+//! Architecture invariants: loopback only; every campaign is seeded and
+//! returns figures instead of printing them; nothing here is used by the
+//! product crates.
+
+pub mod power;
+
+/// How hard to push.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// CI: a couple of minutes in a debug build.
+    Short,
+    /// On demand: the figures published in `docs/RELIABILITY.md`.
+    Long,
+}
