@@ -22,7 +22,9 @@
 //! returns figures instead of printing them; nothing here is used by the
 //! product crates.
 
+pub mod http;
 pub mod power;
+pub mod security;
 
 /// How hard to push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
