@@ -566,36 +566,59 @@ async fn device_gate(
     (Gate::Go { store_then_drop }, Some((idx, bytes)))
 }
 
-/// Parses a telemetry body into (ts, key, value) triples; `None` = malformed.
-fn parse_telemetry(body: &[u8], now: i64) -> Option<Vec<(i64, String, TbValue)>> {
+/// Validates a telemetry body: an object of values, a `{"ts","values"}`
+/// object, or an array of those. `None` = malformed (answered 500).
+fn parse_body(body: &[u8]) -> Option<Value> {
     let v: Value = serde_json::from_slice(body).ok()?;
+    fn ok(v: &Value) -> bool {
+        match v.as_object() {
+            Some(o) => match (o.get("ts"), o.get("values")) {
+                (Some(ts), Some(values)) => ts.as_i64().is_some() && values.is_object(),
+                _ => true,
+            },
+            None => false,
+        }
+    }
+    let valid = match &v {
+        Value::Array(items) => items.iter().all(ok),
+        other => ok(other),
+    };
+    valid.then_some(v)
+}
+
+/// Calls `f(ts, key, value)` for every point of a validated body.
+fn for_each_point(v: &Value, now: i64, mut f: impl FnMut(i64, &str, &Value)) {
+    let mut one = |v: &Value| {
+        let Some(obj) = v.as_object() else { return };
+        match (obj.get("ts").and_then(Value::as_i64), obj.get("values")) {
+            (Some(ts), Some(Value::Object(values))) => {
+                for (k, v) in values {
+                    f(ts, k, v);
+                }
+            }
+            _ => {
+                for (k, v) in obj {
+                    f(now, k, v);
+                }
+            }
+        }
+    };
+    match v {
+        Value::Array(items) => items.iter().for_each(&mut one),
+        other => one(other),
+    }
+}
+
+/// Parses a telemetry body into (ts, key, value) triples; `None` = malformed.
+#[cfg(test)]
+fn parse_telemetry(body: &[u8], now: i64) -> Option<Vec<(i64, String, TbValue)>> {
+    let v = parse_body(body)?;
     let mut out = Vec::new();
-    fn one(v: &Value, now: i64, out: &mut Vec<(i64, String, TbValue)>) -> Option<()> {
-        let obj = v.as_object()?;
-        if let (Some(ts), Some(values)) = (obj.get("ts"), obj.get("values")) {
-            let ts = ts.as_i64()?;
-            for (k, v) in values.as_object()? {
-                if let Some(tv) = TbValue::from_json(v) {
-                    out.push((ts, k.clone(), tv));
-                }
-            }
-        } else {
-            for (k, v) in obj {
-                if let Some(tv) = TbValue::from_json(v) {
-                    out.push((now, k.clone(), tv));
-                }
-            }
+    for_each_point(&v, now, |ts, k, v| {
+        if let Some(tv) = TbValue::from_json(v) {
+            out.push((ts, k.to_string(), tv));
         }
-        Some(())
-    }
-    match &v {
-        Value::Array(items) => {
-            for it in items {
-                one(it, now, &mut out)?;
-            }
-        }
-        other => one(other, now, &mut out)?,
-    }
+    });
     Some(out)
 }
 
@@ -615,7 +638,7 @@ async fn device_telemetry(
     let Some((idx, bytes)) = data else {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let Some(points) = parse_telemetry(&bytes, now_ms()) else {
+    let Some(body) = parse_body(&bytes) else {
         // Malformed JSON: 500, not 400.
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     };
@@ -625,16 +648,20 @@ async fn device_telemetry(
             return status(StatusCode::UNAUTHORIZED);
         };
         let mut over = 0;
-        let n = points.len() as u64;
-        for (ts, k, v) in points {
-            let series = match dev.telemetry.get_mut(&k) {
-                Some(s) => s,
-                None => dev.telemetry.entry(k).or_default(),
+        let mut n = 0;
+        for_each_point(&body, now_ms(), |ts, k, v| {
+            let Some(v) = TbValue::from_json(v) else {
+                return;
             };
+            let series = match dev.telemetry.get_mut(k) {
+                Some(s) => s,
+                None => dev.telemetry.entry(k.to_string()).or_default(),
+            };
+            n += 1;
             if series.insert(ts, v).is_some() {
                 over += 1;
             }
-        }
+        });
         shared.stats.points_written.fetch_add(n, Ordering::Relaxed);
         shared.stats.overwrites.fetch_add(over, Ordering::Relaxed);
     }
