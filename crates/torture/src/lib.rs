@@ -23,7 +23,9 @@
 //! product crates.
 
 pub mod http;
+pub mod links;
 pub mod power;
+pub mod proxy;
 pub mod security;
 
 /// How hard to push.
