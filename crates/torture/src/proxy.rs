@@ -299,9 +299,9 @@ async fn connection(
             if f.delay_ms > 0 {
                 wait_us += rng.below(f.delay_ms * 1000 + 1);
             }
-            if f.throttle_bps > 0 {
-                wait_us += n as u64 * 1_000_000 / f.throttle_bps;
-            }
+            wait_us += (n as u64 * 1_000_000)
+                .checked_div(f.throttle_bps)
+                .unwrap_or(0);
             if wait_us > 0 {
                 tokio::time::sleep(Duration::from_micros(wait_us)).await;
             }
