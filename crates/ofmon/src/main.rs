@@ -6,6 +6,7 @@
 mod capture;
 mod collect_cmd;
 mod meter_cmd;
+mod ota_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,13 @@ enum Command {
     Prune(collect_cmd::PruneArgs),
     /// Export stored records as CSV or JSON (one row per record and CT).
     Export(collect_cmd::ExportArgs),
+    /// Create a firmware signing key (or show its public key).
+    FirmwareKey(ota_cmd::FirmwareKeyArgs),
+    /// Sign a firmware image for OTA (manifest + ed25519 signature).
+    #[command(disable_version_flag = true)]
+    SignFirmware(ota_cmd::SignArgs),
+    /// Upload a signed firmware image to a device, with progress.
+    Ota(ota_cmd::OtaArgs),
     /// Run the whole system on embedded defaults: simulated fleet,
     /// collection, SQLite, dashboard.
     Demo,
@@ -49,6 +57,9 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_cmd::collect(&args),
         Command::Prune(args) => collect_cmd::prune(&args),
         Command::Export(args) => collect_cmd::export(&args),
+        Command::FirmwareKey(args) => ota_cmd::firmware_key(&args),
+        Command::SignFirmware(args) => ota_cmd::sign_firmware(&args),
+        Command::Ota(args) => ota_cmd::ota(&args),
         Command::Sim(args) => sim::cli::run(&args),
         Command::Demo => {
             println!(
