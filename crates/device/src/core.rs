@@ -1038,7 +1038,7 @@ impl<F: NorFlash, O: OtaSlot> Device<F, O> {
         if body.resistive_load {
             return Response::error(
                 501,
-                "resistive_load phase calibration is not implemented; set phase_deg with PUT /config",
+                "resistive_load phase calibration is not implemented (a power factor gives the phase error's size, not its sign); set phase_deg with PUT /config",
             );
         }
         let Some(last) = self.last_record else {

@@ -62,11 +62,14 @@ pub const STORE_PARTITION: &str = "store";
 /// (`OFMON_FIRMWARE_PUBKEY` at build time; without it OTA is refused).
 pub const FIRMWARE_PUBKEY_HEX: Option<&str> = option_env!("OFMON_FIRMWARE_PUBKEY");
 
-/// WPA2 passphrase of the AP while the device is not yet paired
-/// (`OFMON_SETUP_PASSPHRASE` at build time, 8..=63 characters). Without it the
-/// AP is open until pairing; after pairing it always uses the per-device
-/// passphrase derived from the device secret (`protocol::keys`).
-pub const SETUP_PASSPHRASE: Option<&str> = option_env!("OFMON_SETUP_PASSPHRASE");
+/// Setup key of this build (`OFMON_SETUP_KEY` at build time, 64 hex digits;
+/// keep the same key in the installer's collector). While unpaired the AP
+/// uses a per-device WPA2 passphrase derived from it and the MAC
+/// (`device::identity::setup_password`); without it the AP is open until
+/// paired. After pairing the AP always uses the passphrase derived from the
+/// device secret. Policy and trade-off: `docs/SECURITY.md`, "The access
+/// point before pairing".
+pub const SETUP_KEY_HEX: Option<&str> = option_env!("OFMON_SETUP_KEY");
 
 /// Running firmware version (the crate version; manifests must be newer).
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

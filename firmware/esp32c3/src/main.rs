@@ -37,7 +37,7 @@ use esp_hal::timer::timg::TimerGroup;
 use esp_println::println;
 use static_cell::StaticCell;
 
-use device::{Action, Device, Options, Service as _};
+use device::{Action, Device, Options};
 use protocol::firmware::{FirmwarePublicKey, FirmwareVersion};
 
 use board::Chip as _;
@@ -209,6 +209,11 @@ fn options() -> Options {
     if let Ok(v) = config::FIRMWARE_VERSION.parse::<FirmwareVersion>() {
         opts.firmware_version = v;
     }
+    if let Some(key) =
+        config::SETUP_KEY_HEX.and_then(|h| protocol::hex::decode_array::<32>(h.trim()).ok())
+    {
+        opts.setup_ap = device::identity::SetupAp::SetupKey(key);
+    }
     opts.ota.public_key = config::FIRMWARE_PUBKEY_HEX
         .and_then(|h| FirmwarePublicKey::from_hex(h).ok())
         .map(|k| k.to_bytes());
@@ -258,28 +263,18 @@ async fn http_task(id: usize, stack: embassy_net::Stack<'static>, router: &'stat
     }
 }
 
-/// Boot self-test of a freshly installed image: the store mounted (we got
-/// here) and the API answers `GET /api/v1/info` with 200.
+/// Boot self-test of a freshly installed image: `Device::self_test` (no
+/// fault since boot, the store reads back, `GET /api/v1/info` answers 200
+/// with this build's version).
 fn self_test(dev: &SharedDev) -> bool {
-    struct NoHeaders;
-    impl device::api::Headers for NoHeaders {
-        fn get(&self, _name: &str) -> Option<&str> {
-            None
+    let now = board::Uptime::now_ms();
+    match dev.lock(|d| d.borrow_mut().self_test(now)) {
+        Ok(()) => true,
+        Err(e) => {
+            println!("ota: self-test failed: {e}");
+            false
         }
     }
-    let device::routes::Lookup::Found(route) = device::routes::lookup(false, "GET", "/api/v1/info")
-    else {
-        return false;
-    };
-    let req = device::api::Request {
-        method: "GET",
-        path: "/api/v1/info",
-        query: None,
-        headers: &NoHeaders,
-        body: &[],
-    };
-    let now = board::Uptime::now_ms();
-    dev.lock(|d| d.borrow_mut().handle(now, route, &req).status == 200)
 }
 
 /// A fatal boot error: during an OTA trial boot reject the image (the

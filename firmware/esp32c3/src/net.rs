@@ -11,7 +11,7 @@ use esp_radio::wifi::{
     AuthenticationMethodConfig, Config, Interface, WifiController, ap::AccessPointConfig,
 };
 
-use crate::config::{AP_ADDR, AP_PREFIX, SETUP_PASSPHRASE};
+use crate::config::{AP_ADDR, AP_PREFIX};
 
 /// The static IPv4 configuration of the AP interface.
 pub fn ipv4_config() -> embassy_net::Config {
@@ -22,14 +22,13 @@ pub fn ipv4_config() -> embassy_net::Config {
     })
 }
 
-/// AP configuration for an SSID and an optional WPA2 passphrase
-/// (`None`: the build's setup passphrase, or open if the build has none).
+/// AP configuration for an SSID and an optional WPA2 passphrase (`None`:
+/// open), as `device::Device::ap_password` decides.
 pub fn ap_config(ssid: &str, passphrase: Option<&str>) -> Option<Config> {
     let mut ap = AccessPointConfig::default()
         .with_ssid(ssid.try_into().ok()?)
         .with_channel(1);
-    let pass = passphrase.or(SETUP_PASSPHRASE);
-    if let Some(p) = pass {
+    if let Some(p) = passphrase {
         ap = ap.with_authentication(AuthenticationMethodConfig::Wpa2Personal(p.try_into().ok()?));
     }
     Some(Config::AccessPoint(ap))

@@ -4,7 +4,7 @@
 //! handler reads every configured ADC1 channel once (oneshot, busy-waiting
 //! for each conversion) and appends the sample set to a ring buffer. The
 //! metering task drains the ring in the thread context (see
-//! [`SampleRing::drain`]) and feeds the device core.
+//! [`drain`]) and feeds the device core.
 //!
 //! Gaps: while the SPI flash is erased or programmed, interrupts are masked
 //! (esp-storage runs ROM flash routines in a critical section and the flash
@@ -13,7 +13,8 @@
 //! one mains cycle (48 sets) earlier, so the stream keeps its exact length
 //! (the metering engine's time base is the sample count) and the energy of
 //! the gap is estimated from the cycle before it. Filled sets are counted
-//! ([`stats`]).
+//! ([`stats`]). The ring and the gap filler are `device::sampling`
+//! (host-tested); this file only reads the ADC and the timer.
 
 use core::cell::RefCell;
 
@@ -30,7 +31,7 @@ use crate::config::{CHANNELS, SAMPLE_RATE_HZ};
 /// Sample sets the ring holds: 1024 sets = 427 ms at 2.4 kHz, 8 KiB.
 pub const RING_SETS: usize = 1024;
 /// Sets in one 50 Hz mains cycle, the distance of the gap filler's copy.
-const CYCLE_SETS: usize = (SAMPLE_RATE_HZ / 50) as usize;
+const CYCLE_SETS: u32 = SAMPLE_RATE_HZ / 50;
 /// Period of the sampling timer in microseconds.
 const PERIOD_US: u64 = 1_000_000 / SAMPLE_RATE_HZ as u64;
 
@@ -48,77 +49,11 @@ pub struct Pins {
     pub i3: AdcPin<GPIO3<'static>, ADC1<'static>, Cal>,
 }
 
-/// Fixed-size ring of interleaved sample sets.
-pub struct SampleRing {
-    buf: [[u16; CHANNELS]; RING_SETS],
-    /// Total sets ever written (wraps at u32::MAX, far beyond a boot's need
-    /// only after 20 days; comparisons use wrapping arithmetic).
-    head: u32,
-    /// Total sets ever read.
-    tail: u32,
-    /// Sets dropped because the consumer fell behind by a whole ring.
-    overruns: u32,
-    /// Sets synthesised for missed timer ticks.
-    filled: u32,
-    /// Timer ticks seen.
-    ticks: u32,
-}
-
-impl SampleRing {
-    const fn new() -> Self {
-        Self {
-            buf: [[0; CHANNELS]; RING_SETS],
-            head: 0,
-            tail: 0,
-            overruns: 0,
-            filled: 0,
-            ticks: 0,
-        }
-    }
-
-    fn push(&mut self, set: [u16; CHANNELS]) {
-        if self.head.wrapping_sub(self.tail) as usize >= RING_SETS {
-            // Consumer a whole ring behind: drop the oldest set.
-            self.tail = self.tail.wrapping_add(1);
-            self.overruns = self.overruns.wrapping_add(1);
-        }
-        self.buf[self.head as usize % RING_SETS] = set;
-        self.head = self.head.wrapping_add(1);
-    }
-
-    /// The set written `back` sets before the newest one (or zeros).
-    fn earlier(&self, back: usize) -> [u16; CHANNELS] {
-        if (self.head as usize) < back || back >= RING_SETS {
-            return [0; CHANNELS];
-        }
-        self.buf[self.head.wrapping_sub(back as u32) as usize % RING_SETS]
-    }
-
-    /// Moves up to `out.len() / CHANNELS` sets into `out` (interleaved) and
-    /// returns the number of `u16` values written.
-    pub fn drain(&mut self, out: &mut [u16]) -> usize {
-        let mut n = 0;
-        while self.tail != self.head && n + CHANNELS <= out.len() {
-            out[n..n + CHANNELS].copy_from_slice(&self.buf[self.tail as usize % RING_SETS]);
-            self.tail = self.tail.wrapping_add(1);
-            n += CHANNELS;
-        }
-        n
-    }
-}
+/// The ring and its gap filler (host-tested in `device::sampling`).
+type SampleRing = device::sampling::SampleRing<CHANNELS, RING_SETS>;
 
 /// Sampling counters since boot.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Stats {
-    /// Timer interrupts handled.
-    pub ticks: u32,
-    /// Sets synthesised for ticks missed while interrupts were masked.
-    pub filled: u32,
-    /// Sets lost because the consumer fell a whole ring behind.
-    pub overruns: u32,
-    /// Sets waiting in the ring.
-    pub pending: u32,
-}
+pub use device::sampling::Stats;
 
 struct Sampler {
     adc: Adc<'static, ADC1<'static>, Blocking>,
@@ -127,7 +62,8 @@ struct Sampler {
     last: Option<Instant>,
 }
 
-static RING: Mutex<RefCell<SampleRing>> = Mutex::new(RefCell::new(SampleRing::new()));
+static RING: Mutex<RefCell<SampleRing>> =
+    Mutex::new(RefCell::new(SampleRing::new(PERIOD_US, CYCLE_SETS)));
 static SAMPLER: Mutex<RefCell<Option<Sampler>>> = Mutex::new(RefCell::new(None));
 
 /// Configures ADC1 for the board's pins (11 dB attenuation, eFuse offset
@@ -178,15 +114,7 @@ pub fn drain(out: &mut [u16]) -> usize {
 
 /// Counters since boot.
 pub fn stats() -> Stats {
-    critical_section::with(|cs| {
-        let r = RING.borrow_ref(cs);
-        Stats {
-            ticks: r.ticks,
-            filled: r.filled,
-            overruns: r.overruns,
-            pending: r.head.wrapping_sub(r.tail),
-        }
-    })
+    critical_section::with(|cs| RING.borrow_ref(cs).stats())
 }
 
 fn read<P: esp_hal::analog::adc::AdcChannel>(
@@ -211,15 +139,9 @@ fn on_tick() {
         let Some(s) = guard.as_mut() else { return };
         s.timer.clear_interrupt();
         let now = Instant::now();
-        // Ticks missed since the previous run (interrupts masked by a flash
-        // operation): elapsed / period - 1, rounded to the nearest tick.
-        let missed = match s.last {
-            Some(last) => {
-                let us = (now - last).as_micros();
-                ((us + PERIOD_US / 2) / PERIOD_US).saturating_sub(1)
-            }
-            None => 0,
-        };
+        // Time since the previous run: ticks missed while a flash operation
+        // masked interrupts are filled by the ring (`device::sampling`).
+        let elapsed_us = s.last.map(|last| (now - last).as_micros());
         s.last = Some(now);
 
         let mut set = [0u16; CHANNELS];
@@ -232,15 +154,6 @@ fn on_tick() {
             *x = read(&mut s.adc, &mut s.pins.i3);
         }
 
-        let mut ring = RING.borrow_ref_mut(cs);
-        ring.ticks = ring.ticks.wrapping_add(1);
-        // Bound the fill to one ring: a longer outage is a real gap.
-        let fill = (missed as usize).min(RING_SETS - 1);
-        for _ in 0..fill {
-            let copy = ring.earlier(CYCLE_SETS);
-            ring.push(copy);
-        }
-        ring.filled = ring.filled.wrapping_add(fill as u32);
-        ring.push(set);
+        RING.borrow_ref_mut(cs).on_tick(elapsed_us, set);
     });
 }
