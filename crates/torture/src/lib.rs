@@ -22,11 +22,13 @@
 //! returns figures instead of printing them; nothing here is used by the
 //! product crates.
 
+pub mod crash;
 pub mod http;
 pub mod links;
 pub mod power;
 pub mod proxy;
 pub mod security;
+pub mod smoke;
 
 /// How hard to push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

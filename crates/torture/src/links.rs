@@ -130,13 +130,14 @@ pub fn start_device(
     home: &Path,
     history_days: f64,
     interval_s: u32,
+    speed: f64,
     seed: u64,
 ) -> Result<sim::Fleet> {
     let fleet = sim::run(sim::SimOptions {
         devices: 1,
         base_port: 0,
         home: home.to_path_buf(),
-        speed: 1.0,
+        speed,
         history_days,
         interval_s,
         seed,
@@ -180,7 +181,7 @@ pub fn pair(home: &Path, db_path: &Path, url: &str) -> Result<(String, protocol:
 /// Runs the campaign in `home` (a scratch directory).
 pub fn run(home: &Path, o: &LinkOptions) -> Result<LinkReport> {
     let started = Instant::now();
-    let fleet = start_device(home, o.history_days, o.interval_s, o.faults.seed)?;
+    let fleet = start_device(home, o.history_days, o.interval_s, 1.0, o.faults.seed)?;
     let info = fleet
         .devices()
         .into_iter()
