@@ -15,13 +15,17 @@
 //! - [`smoke`]: random-input smoke over the fuzz entry points (the stable
 //!   counterpart of the `fuzz/` cargo-fuzz targets).
 //! - [`campaign`]: runs everything for a [`Profile`] and collects one
-//!   [`campaign::CampaignReport`]; [`render`] turns it into `docs/RELIABILITY.md`.
-//! - [`bench_report`]: renders `docs/BENCHMARKS.md` from the benches' JSON.
+//!   [`campaign::CampaignReport`]; [`campaign::render`] turns it into
+//!   `docs/RELIABILITY.md` (binary `torture`, run by `cargo xtask torture`).
+//! - [`bench_report`]: renders `docs/BENCHMARKS.md` from the benches' JSON
+//!   (binary `bench-report`, run by `cargo xtask report`).
 //!
 //! Architecture invariants: loopback only; every campaign is seeded and
 //! returns figures instead of printing them; nothing here is used by the
 //! product crates.
 
+pub mod bench_report;
+pub mod campaign;
 pub mod crash;
 pub mod http;
 pub mod links;

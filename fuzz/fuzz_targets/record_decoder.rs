@@ -1,0 +1,9 @@
+//! `torture::smoke::record_decoder` on fuzzer input (the same entry point the stable
+//! smoke test drives in CI).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    torture::smoke::record_decoder(data);
+});
