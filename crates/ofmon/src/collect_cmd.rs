@@ -58,14 +58,28 @@ pub struct PairArgs {
     home: HomeArg,
     /// The device: URL, SSID or device id.
     device: String,
-    /// ThingsBoard device access token.
-    #[arg(long)]
-    token: String,
-    /// ThingsBoard device name.
+    /// ThingsBoard device access token (or get one with --thingsboard,
+    /// --user and --password).
+    #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+    token: Option<String>,
+    /// ThingsBoard server: with --user/--password, log in, create the device
+    /// (or find it by name) and read its token; also remembered for sync.
+    #[arg(long, value_name = "URL")]
+    thingsboard: Option<String>,
+    /// ThingsBoard tenant user (REST provisioning).
+    #[arg(long, requires_all = ["thingsboard", "password"])]
+    user: Option<String>,
+    /// ThingsBoard tenant password (REST provisioning).
+    #[arg(long, requires = "user")]
+    password: Option<String>,
+    /// PEM file of a private CA for an https:// server.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// ThingsBoard device name (REST provisioning default: the SSID).
     #[arg(long)]
     name: Option<String>,
-    /// ThingsBoard device profile UUID.
-    #[arg(long, value_name = "UUID")]
+    /// ThingsBoard device profile (UUID with --token; profile name with --user).
+    #[arg(long, value_name = "PROFILE")]
     profile: Option<String>,
     /// Print JSON.
     #[arg(long)]
@@ -243,6 +257,39 @@ fn pair_inner(args: &PairArgs) -> Result<ExitCode> {
     let fleet = home.fleet_key()?;
     let mut bs = backends(&home, true);
     let (found, join) = resolve(&args.device, &mut bs, &known(&db)?)?;
+    // REST provisioning (issue 7): token from the server, device by name;
+    // before joining the device's Wi-Fi, while the server is reachable.
+    let (token, name, profile, server) = match (&args.user, &args.thingsboard) {
+        (Some(user), Some(server)) => {
+            let name = args
+                .name
+                .clone()
+                .or_else(|| found.ssid.clone())
+                .or_else(|| found.id.clone())
+                .unwrap_or_else(|| args.device.clone());
+            let p = crate::tb_cmd::provision(
+                server,
+                user,
+                args.password.as_deref().unwrap_or(""),
+                &name,
+                args.profile.as_deref(),
+                args.ca_file.as_deref(),
+            )?;
+            eprintln!(
+                "ThingsBoard: {} device {} ({})",
+                if p.created { "created" } else { "found" },
+                p.name,
+                p.id
+            );
+            (p.token, Some(p.name), None, Some(server.clone()))
+        }
+        _ => (
+            args.token.clone().unwrap_or_default(),
+            args.name.clone(),
+            args.profile.clone(),
+            args.thingsboard.clone(),
+        ),
+    };
     let url = match join {
         Some(i) => bs[i].join(&found)?,
         None => found
@@ -256,10 +303,10 @@ fn pair_inner(args: &PairArgs) -> Result<ExitCode> {
         &mut dev,
         &fleet,
         &PairOptions {
-            token: args.token.clone(),
-            name: args.name.clone(),
-            profile: args.profile.clone(),
-            server: None,
+            token,
+            name,
+            profile,
+            server,
         },
     );
     if let Some(i) = join {

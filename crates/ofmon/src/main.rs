@@ -6,6 +6,7 @@
 mod capture;
 mod collect_cmd;
 mod meter_cmd;
+mod tb_cmd;
 mod ota_cmd;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,10 @@ enum Command {
     Prune(collect_cmd::PruneArgs),
     /// Export stored records as CSV or JSON (one row per record and CT).
     Export(collect_cmd::ExportArgs),
+    /// Send collected records to ThingsBoard (HTTP, MQTT or gateway API).
+    Sync(tb_cmd::SyncArgs),
+    /// Serve a ThingsBoard mock (device API + REST subset) for demos and tests.
+    TbMock(tb_cmd::TbMockArgs),
     /// Create a firmware signing key (or show its public key).
     FirmwareKey(ota_cmd::FirmwareKeyArgs),
     /// Sign a firmware image for OTA (manifest + ed25519 signature).
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_cmd::collect(&args),
         Command::Prune(args) => collect_cmd::prune(&args),
         Command::Export(args) => collect_cmd::export(&args),
+        Command::Sync(args) => tb_cmd::sync(&args),
+        Command::TbMock(args) => tb_cmd::tb_mock(&args),
         Command::FirmwareKey(args) => ota_cmd::firmware_key(&args),
         Command::SignFirmware(args) => ota_cmd::sign_firmware(&args),
         Command::Ota(args) => ota_cmd::ota(&args),

@@ -141,6 +141,8 @@ pub fn start_device(
         history_days,
         interval_s,
         seed,
+        // The engine's minimum rate: history fills 5x faster than at 2400/s.
+        sample_rate_hz: Some(500),
         ..sim::SimOptions::default()
     })
     .map_err(|e| anyhow!("sim: {e}"))?;

@@ -1,0 +1,310 @@
+//! ThingsBoard subcommands: `ofmon sync`, `ofmon tb-mock`, and the REST
+//! provisioning used by `ofmon pair --thingsboard URL --user U --password P`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, ValueEnum};
+use collector::home::Home;
+use tbsync::{DeviceStatus, Gzip, Progress, SyncOptions, Syncer, Transport};
+
+/// Transport choice on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TransportArg {
+    /// From the URL: http(s):// → HTTP, mqtt(s):// → MQTT.
+    Auto,
+    /// HTTP device API (batched POSTs).
+    Http,
+    /// MQTT device API (one connection per device, QoS 1).
+    Mqtt,
+    /// MQTT gateway API (one connection for all devices; needs --gateway-token).
+    Gateway,
+}
+
+/// Gzip choice on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GzipArg {
+    /// Probe the server once; gzip only if it accepts it.
+    Auto,
+    /// Never compress request bodies.
+    Never,
+    /// Always compress (a proxy in front decompresses).
+    Always,
+}
+
+/// `ofmon sync`.
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Home directory (database). Default: $OFMON_HOME, else the platform
+    /// data directory.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// ThingsBoard server for every device (http(s):// or mqtt(s)://).
+    /// Default: each device's server from pairing.
+    #[arg(long, value_name = "URL")]
+    thingsboard: Option<String>,
+    /// How to send.
+    #[arg(long, value_enum, default_value = "auto")]
+    transport: TransportArg,
+    /// Access token of the gateway device (gateway transport).
+    #[arg(long, value_name = "TOKEN")]
+    gateway_token: Option<String>,
+    /// PEM file of a private CA for https:// or mqtts://.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Only this device (id, name or SSID); repeatable.
+    #[arg(long = "device", value_name = "DEVICE")]
+    devices: Vec<String>,
+    /// Most records per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Most bytes of JSON per HTTP request.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    batch_bytes: usize,
+    /// Consecutive failures per device before giving up until the next run.
+    #[arg(long, default_value_t = 6)]
+    max_retries: u32,
+    /// Request timeout, seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Request body compression.
+    #[arg(long, value_enum, default_value = "auto")]
+    gzip: GzipArg,
+    /// Print the per-device summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ofmon tb-mock`.
+#[derive(Args, Debug)]
+pub struct TbMockArgs {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+}
+
+fn report(r: Result<ExitCode>) -> ExitCode {
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `ofmon tb-mock`: serves until killed.
+pub fn tb_mock(args: &TbMockArgs) -> ExitCode {
+    report(tb_mock_inner(args))
+}
+
+fn tb_mock_inner(args: &TbMockArgs) -> Result<ExitCode> {
+    let m = thingsboard_mock::MockServer::start_on((args.bind, args.port).into())
+        .with_context(|| format!("is port {} already in use? try --port 0", args.port))?;
+    println!("ThingsBoard mock listening on {}", m.url());
+    println!(
+        "tenant login: {} / {}",
+        thingsboard_mock::TENANT_USER,
+        thingsboard_mock::TENANT_PASSWORD
+    );
+    println!(
+        "pair: ofmon pair DEVICE --thingsboard {} --user {} --password {}",
+        m.url(),
+        thingsboard_mock::TENANT_USER,
+        thingsboard_mock::TENANT_PASSWORD
+    );
+    println!("sync: ofmon sync --thingsboard {}", m.url());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
+fn status_text(s: &DeviceStatus) -> String {
+    match s {
+        DeviceStatus::Done => "ok".into(),
+        DeviceStatus::Unauthorized => {
+            "UNAUTHORIZED: the server refused the access token; re-pair the device".into()
+        }
+        DeviceStatus::GaveUp(e) => format!("gave up for now (next sync resumes): {e}"),
+        DeviceStatus::NoServer => "skipped: no server (pass --thingsboard URL)".into(),
+        DeviceStatus::NoToken => "skipped: not paired (no access token; run `ofmon pair`)".into(),
+        DeviceStatus::Failed(e) => format!("failed: {e}"),
+    }
+}
+
+/// Runs `ofmon sync`.
+pub fn sync(args: &SyncArgs) -> ExitCode {
+    report(sync_inner(args))
+}
+
+fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
+    let home = Home::resolve(args.home.as_deref())?;
+    let db = home.db()?;
+    let ca_pem = match &args.ca_file {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let opts = SyncOptions {
+        server: args.thingsboard.clone(),
+        transport: match args.transport {
+            TransportArg::Auto => Transport::Auto,
+            TransportArg::Http => Transport::Http,
+            TransportArg::Mqtt => Transport::Mqtt,
+            TransportArg::Gateway => Transport::Gateway,
+        },
+        gateway_token: args.gateway_token.clone(),
+        only: args.devices.clone(),
+        batch_records: args.batch.max(1),
+        batch_bytes: args.batch_bytes.max(1024),
+        max_retries: args.max_retries,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        gzip: match args.gzip {
+            GzipArg::Auto => Gzip::Auto,
+            GzipArg::Never => Gzip::Never,
+            GzipArg::Always => Gzip::Always,
+        },
+        ca_pem,
+        ..SyncOptions::default()
+    };
+    let syncer = Syncer::new(db.conn(), opts)?;
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:30}] {pos}/{len} records {per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let r = syncer.run(&mut |p| match p {
+        Progress::Start { pending } => bar.set_length(pending),
+        Progress::Device { device, .. } => bar.set_message(device.display_name().to_string()),
+        Progress::Sent { records, .. } => bar.inc(records),
+        Progress::Retry {
+            device,
+            attempt,
+            error,
+            wait,
+        } => bar.set_message(format!(
+            "{device}: attempt {attempt} failed ({error}); retrying in {} ms",
+            wait.as_millis()
+        )),
+        Progress::Done(d) => {
+            if d.status == DeviceStatus::Unauthorized {
+                bar.println(format!("{} ({}): {}", d.name, d.id, status_text(&d.status)));
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{:<14} {:<20} {:>8} {:>7} {:>8} {:>8}  status",
+            "device", "name", "sent", "failed", "pending", "untimed"
+        );
+        for d in &r.devices {
+            println!(
+                "{:<14} {:<20} {:>8} {:>7} {:>8} {:>8}  {}",
+                d.id,
+                d.name,
+                d.sent,
+                d.failed,
+                d.pending,
+                d.untimed,
+                status_text(&d.status)
+            );
+        }
+        let secs = r.elapsed_ms as f64 / 1000.0;
+        println!(
+            "sent {} records in {:.1} s{}",
+            r.sent(),
+            secs,
+            if secs > 0.0 {
+                format!(" ({:.0} records/s)", r.sent() as f64 / secs)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if r.devices.is_empty() {
+        eprintln!(
+            "no devices in the database: pair and collect first (`ofmon pair`, `ofmon collect`)"
+        );
+    }
+    let bad = r.devices.iter().any(|d| {
+        matches!(
+            d.status,
+            DeviceStatus::Unauthorized | DeviceStatus::GaveUp(_) | DeviceStatus::Failed(_)
+        )
+    });
+    let nothing_to_talk_to = !r.devices.is_empty()
+        && r.devices
+            .iter()
+            .all(|d| matches!(d.status, DeviceStatus::NoServer | DeviceStatus::NoToken));
+    Ok(if bad || nothing_to_talk_to {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What REST provisioning produced, for `ofmon pair --thingsboard URL
+/// --user U --password P [--name NAME] [--profile NAME]`.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// Device access token.
+    pub token: String,
+    /// Device name on the server.
+    pub name: String,
+    /// Device id on the server.
+    pub id: String,
+    /// Whether the device was created (else found by name).
+    pub created: bool,
+}
+
+/// Logs in, finds the device `name` or creates it (with `profile`), and
+/// reads its access token. Called by `ofmon pair` before it pairs the meter.
+pub fn provision(
+    server: &str,
+    user: &str,
+    password: &str,
+    name: &str,
+    profile: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Provisioned> {
+    let ca = match ca_file {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let (dev, token, created) = tbsync::rest::provision_blocking(
+        server,
+        user,
+        password,
+        name,
+        profile,
+        None,
+        ca.as_deref(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(Provisioned {
+        token,
+        name: dev.name,
+        id: dev.id,
+        created,
+    })
+}
