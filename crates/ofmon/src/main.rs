@@ -6,8 +6,8 @@
 mod capture;
 mod collect_cmd;
 mod meter_cmd;
-mod tb_cmd;
 mod ota_cmd;
+mod tb_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +41,10 @@ enum Command {
     Sync(tb_cmd::SyncArgs),
     /// Serve a ThingsBoard mock (device API + REST subset) for demos and tests.
     TbMock(tb_cmd::TbMockArgs),
+    /// Send collected records to ThingsBoard (HTTP, MQTT or gateway API).
+    Sync(tb_cmd::SyncArgs),
+    /// Serve a ThingsBoard mock (device API + REST subset) for demos and tests.
+    TbMock(tb_cmd::TbMockArgs),
     /// Create a firmware signing key (or show its public key).
     FirmwareKey(ota_cmd::FirmwareKeyArgs),
     /// Sign a firmware image for OTA (manifest + ed25519 signature).
@@ -62,6 +66,8 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_cmd::collect(&args),
         Command::Prune(args) => collect_cmd::prune(&args),
         Command::Export(args) => collect_cmd::export(&args),
+        Command::Sync(args) => tb_cmd::sync(&args),
+        Command::TbMock(args) => tb_cmd::tb_mock(&args),
         Command::Sync(args) => tb_cmd::sync(&args),
         Command::TbMock(args) => tb_cmd::tb_mock(&args),
         Command::FirmwareKey(args) => ota_cmd::firmware_key(&args),
