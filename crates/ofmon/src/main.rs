@@ -41,10 +41,6 @@ enum Command {
     Sync(tb_cmd::SyncArgs),
     /// Serve a ThingsBoard mock (device API + REST subset) for demos and tests.
     TbMock(tb_cmd::TbMockArgs),
-    /// Send collected records to ThingsBoard (HTTP, MQTT or gateway API).
-    Sync(tb_cmd::SyncArgs),
-    /// Serve a ThingsBoard mock (device API + REST subset) for demos and tests.
-    TbMock(tb_cmd::TbMockArgs),
     /// Create a firmware signing key (or show its public key).
     FirmwareKey(ota_cmd::FirmwareKeyArgs),
     /// Sign a firmware image for OTA (manifest + ed25519 signature).
@@ -66,8 +62,6 @@ fn main() -> ExitCode {
         Command::Collect(args) => collect_cmd::collect(&args),
         Command::Prune(args) => collect_cmd::prune(&args),
         Command::Export(args) => collect_cmd::export(&args),
-        Command::Sync(args) => tb_cmd::sync(&args),
-        Command::TbMock(args) => tb_cmd::tb_mock(&args),
         Command::Sync(args) => tb_cmd::sync(&args),
         Command::TbMock(args) => tb_cmd::tb_mock(&args),
         Command::FirmwareKey(args) => ota_cmd::firmware_key(&args),
