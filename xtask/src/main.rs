@@ -16,7 +16,8 @@ usage: cargo xtask <command>
 commands:
   ci                 fmt, clippy, tests, no_std/riscv builds, soft-float check
   bench [WHAT] [--json]
-                     benchmarks; WHAT is one of: metering, store (default: all)
+                     benchmarks; WHAT is one of: metering, store, collect, sync
+                     (default: all)
   firmware           build the ESP32-C3 image, check its flash and RAM budget
   install-deps       install the Debian packages and rustup targets CI needs
 ";
@@ -189,12 +190,14 @@ fn bench(args: &[String]) -> Result<()> {
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
         .collect();
-    let all = ["metering", "store"];
+    let all = ["metering", "store", "collect", "sync"];
     let selected: Vec<&str> = if what.is_empty() { all.to_vec() } else { what };
     for w in &selected {
         let pkg = match *w {
             "metering" => "meter-bench",
             "store" => "store-bench",
+            "collect" => "collect-bench",
+            "sync" => "sync-bench",
             other => bail!("unknown bench `{other}`; choose from: {}", all.join(", ")),
         };
         let mut cmd = cargo();
