@@ -8,6 +8,7 @@ mod collect_cmd;
 mod meter_cmd;
 mod ota_cmd;
 mod tb_cmd;
+mod ui_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,9 +49,11 @@ enum Command {
     SignFirmware(ota_cmd::SignArgs),
     /// Upload a signed firmware image to a device, with progress.
     Ota(ota_cmd::OtaArgs),
+    /// Serve the dashboard (fleet, charts, actions) over the collector's database.
+    Ui(ui_cmd::UiArgs),
     /// Run the whole system on embedded defaults: simulated fleet,
-    /// collection, SQLite, dashboard.
-    Demo,
+    /// collection, SQLite, ThingsBoard mock, dashboard.
+    Demo(ui_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,12 +71,7 @@ fn main() -> ExitCode {
         Command::SignFirmware(args) => ota_cmd::sign_firmware(&args),
         Command::Ota(args) => ota_cmd::ota(&args),
         Command::Sim(args) => sim::cli::run(&args),
-        Command::Demo => {
-            println!(
-                "ofmon demo: the simulated fleet, collector and dashboard are coming in a later release.\n\
-                 Today you can run the metering engine on a capture: `ofmon meter --input FILE --rate HZ`."
-            );
-            ExitCode::SUCCESS
-        }
+        Command::Ui(args) => ui_cmd::ui(&args),
+        Command::Demo(args) => ui_cmd::demo(&args),
     }
 }
