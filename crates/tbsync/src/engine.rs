@@ -392,16 +392,36 @@ async fn sync_device_http(
     let mut q = Queue::new();
     let mut cap = opts.batch_records.max(1);
     let mut failures = 0u32;
+    // At most one request in flight; while it is, the next batch is read
+    // and serialized, and the previous one marked sent.
+    let mut inflight = None;
     loop {
+        let (seqs, pts, req) = match inflight.take() {
+            Some(x) => x,
+            None => {
+                q.fill(run, cap)?;
+                if q.is_empty() {
+                    return Ok(DeviceStatus::Done);
+                }
+                let (seqs, pts) = q.take(cap, opts.batch_bytes.max(1));
+                let req = api.spawn_telemetry(token, json_array(&pts)).await;
+                (seqs, pts, req)
+            }
+        };
         q.fill(run, cap)?;
-        if q.is_empty() {
-            return Ok(DeviceStatus::Done);
-        }
-        let (seqs, pts) = q.take(cap, opts.batch_bytes.max(1));
-        let body = json_array(&pts);
-        match api.post_telemetry(token, body).await {
+        let result = match req.await {
+            Ok(r) => r,
+            Err(e) => Err(SendError::Retry(format!("request task failed: {e}"))),
+        };
+        match result {
             Ok(()) => {
                 failures = 0;
+                if !q.is_empty() {
+                    let (s, p) = q.take(cap, opts.batch_bytes.max(1));
+                    let req = api.spawn_telemetry(token, json_array(&p)).await;
+                    inflight = Some((s, p, req));
+                }
+                // Only now, after the 200: mark this batch sent.
                 run.mark_sent(&seqs)?;
                 progress(Progress::Sent {
                     device: &run.device.id,
@@ -482,9 +502,12 @@ impl<'c> Syncer<'c> {
             .collect())
     }
 
-    /// Runs one sync (blocking; drives its own single-threaded runtime).
+    /// Runs one sync (blocking; drives its own runtime with one worker
+    /// thread, where HTTP requests run while this thread reads and marks the
+    /// database).
     pub fn run(&self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Report, Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()?;
         rt.block_on(self.run_async(progress))

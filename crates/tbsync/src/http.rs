@@ -130,6 +130,33 @@ fn transport_error(e: &reqwest::Error) -> SendError {
     SendError::Retry(msg)
 }
 
+/// One POST of a JSON body (gzipped if `gz`), classified.
+async fn post_body(
+    client: &reqwest::Client,
+    url: String,
+    body: Vec<u8>,
+    gz: bool,
+) -> Result<(), SendError> {
+    let mut req = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let body = if gz {
+        req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+        gzip(&body)
+    } else {
+        body
+    };
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(&e))?;
+    let status = resp.status();
+    // Drain the body so the connection goes back to the pool.
+    let _ = resp.bytes().await;
+    classify(status)
+}
+
 impl DeviceApi {
     /// A client for the server at `base` (`http://host:port` or `https://…`).
     pub fn new(base: &str, opts: &HttpOptions) -> Result<DeviceApi, Error> {
@@ -169,25 +196,7 @@ impl DeviceApi {
         gz: bool,
     ) -> Result<(), SendError> {
         let url = format!("{}/api/v1/{token}/{what}", self.base);
-        let mut req = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        let body = if gz {
-            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
-            gzip(&body)
-        } else {
-            body
-        };
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = resp.status();
-        // Drain the body so the connection goes back to the pool.
-        let _ = resp.bytes().await;
-        classify(status)
+        post_body(&self.client, url, body, gz).await
     }
 
     async fn probe_gzip(&mut self, token: &str) {
@@ -207,6 +216,22 @@ impl DeviceApi {
         self.probe_gzip(token).await;
         let gz = self.gzip_ok == Some(true);
         self.post(token, "telemetry", body, gz).await
+    }
+
+    /// Starts posting a telemetry body on a runtime task and returns at
+    /// once (after the gzip probe, if one is due), so the caller can prepare
+    /// the next batch while this one is in flight. On a multi-thread runtime
+    /// the request runs in parallel with the caller.
+    pub async fn spawn_telemetry(
+        &mut self,
+        token: &str,
+        body: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<(), SendError>> {
+        self.probe_gzip(token).await;
+        let gz = self.gzip_ok == Some(true);
+        let client = self.client.clone();
+        let url = format!("{}/api/v1/{token}/telemetry", self.base);
+        tokio::spawn(async move { post_body(&client, url, body, gz).await })
     }
 
     /// Posts client attributes (a JSON object).

@@ -251,22 +251,34 @@ pub fn mark(
             State::Rejected(e) => ("rejected", Some(e)),
             State::Pending(e) => ("pending", Some(e)),
         };
+        // One statement per run of consecutive seqs (a batch is usually one
+        // run), not one per record.
         let mut st = tx.prepare_cached(
-            "INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+            "WITH RECURSIVE s(seq) AS (SELECT ?3 UNION ALL SELECT seq + 1 FROM s WHERE seq < ?4)
+             INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error, updated_ms)
+             SELECT ?1, ?2, seq, ?5, 1, ?6, ?7 FROM s WHERE true
              ON CONFLICT (destination_id, device_id, seq) DO UPDATE SET
                 state = excluded.state, attempts = attempts + 1,
                 last_error = excluded.last_error, updated_ms = excluded.updated_ms",
         )?;
+        let mut run: Option<(i64, i64)> = None;
+        let mut flush = |r: (i64, i64)| {
+            st.execute(params![dest, device, r.0, r.1, name, err, now_ms])
+                .map(drop)
+        };
         for seq in seqs {
-            st.execute(params![
-                dest,
-                device,
-                i64::try_from(seq).unwrap_or(i64::MAX),
-                name,
-                err,
-                now_ms
-            ])?;
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            run = match run {
+                Some((a, b)) if b.checked_add(1) == Some(seq) => Some((a, seq)),
+                Some(r) => {
+                    flush(r)?;
+                    Some((seq, seq))
+                }
+                None => Some((seq, seq)),
+            };
+        }
+        if let Some(r) = run {
+            flush(r)?;
         }
     }
     tx.commit()?;
@@ -306,4 +318,47 @@ pub fn find_destination(conn: &Connection, url: &str) -> Result<Option<i64>, Err
             |r| r.get(0),
         )
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_runs_of_seqs() {
+        let conn = Connection::open_in_memory().unwrap();
+        prepare_tables(&conn).unwrap();
+        assert_eq!(destination_id(&conn, "http://tb/").unwrap(), 1);
+        let seqs = [1, 2, 3, 7, 9, 10, u64::MAX];
+        mark(&conn, 1, "D", seqs, State::Pending("x"), 5).unwrap();
+        mark(&conn, 1, "D", [2, 3, 9], State::Sent, 6).unwrap();
+        mark(&conn, 1, "E", [2], State::Sent, 6).unwrap();
+        assert_eq!(sent_seqs(&conn, 1, "D").unwrap(), vec![2, 3, 9]);
+        let rows: Vec<(i64, String, i64, Option<String>, i64)> = conn
+            .prepare(
+                "SELECT seq, state, attempts, last_error, updated_ms FROM sync_state
+                 WHERE device_id = 'D' ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let pending = |s| (s, "pending".to_string(), 1, Some("x".to_string()), 5);
+        let sent = |s| (s, "sent".to_string(), 2, None, 6);
+        assert_eq!(
+            rows,
+            vec![
+                pending(1),
+                sent(2),
+                sent(3),
+                pending(7),
+                sent(9),
+                pending(10),
+                pending(i64::MAX)
+            ]
+        );
+    }
 }

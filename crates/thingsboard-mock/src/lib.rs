@@ -609,6 +609,125 @@ fn for_each_point(v: &Value, now: i64, mut f: impl FnMut(i64, &str, &Value)) {
     }
 }
 
+/// Typed parsing of the common telemetry shape: `[{"ts":…,"values":{…}},…]`
+/// with scalar values. `None` means "not this shape" (the caller falls back
+/// to the general parser, which also decides malformed or not).
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+    use super::TbValue;
+
+    /// A scalar value as [`TbValue::from_json`] types it; `None` for null.
+    /// Objects and arrays are refused (they go through the general path).
+    pub(super) struct Scalar(pub(super) Option<TbValue>);
+
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a scalar")
+                }
+                fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(TbValue::Bool(b))))
+                }
+                fn visit_i64<E>(self, i: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(TbValue::Long(i))))
+                }
+                fn visit_u64<E>(self, u: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(match i64::try_from(u) {
+                        Ok(i) => TbValue::Long(i),
+                        Err(_) => TbValue::Double(u as f64),
+                    })))
+                }
+                fn visit_f64<E>(self, f: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(TbValue::Double(f))))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(TbValue::Str(s.to_string()))))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// The values of one point, in body order (a repeated key: the last
+    /// one wins when stored, as with a JSON object).
+    pub(super) struct Values<'a>(Vec<(Cow<'a, str>, Scalar)>);
+
+    impl<'a> IntoIterator for Values<'a> {
+        type Item = (Cow<'a, str>, Scalar);
+        type IntoIter = std::vec::IntoIter<(Cow<'a, str>, Scalar)>;
+        fn into_iter(self) -> Self::IntoIter {
+            self.0.into_iter()
+        }
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Values<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                type Value = Values<'a>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object of values")
+                }
+                fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Values<'a>, M::Error> {
+                    let mut v = Vec::with_capacity(m.size_hint().unwrap_or(32));
+                    while let Some(k) = m.next_key::<Key<'de>>()? {
+                        v.push((k.0, m.next_value::<Scalar>()?));
+                    }
+                    Ok(Values(v))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+
+    /// A key, borrowed from the body unless it has escapes.
+    struct Key<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(s)))
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(s.to_string())))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// One `{"ts","values"}` point.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Point<'a> {
+        pub(super) ts: i64,
+        #[serde(borrow)]
+        pub(super) values: Values<'a>,
+    }
+
+    /// The body as an array of points, if it has exactly that shape.
+    pub(super) fn parse(body: &[u8]) -> Option<Vec<Point<'_>>> {
+        serde_json::from_slice(body).ok()
+    }
+}
+
 /// Parses a telemetry body into (ts, key, value) triples; `None` = malformed.
 #[cfg(test)]
 fn parse_telemetry(body: &[u8], now: i64) -> Option<Vec<(i64, String, TbValue)>> {
@@ -638,9 +757,17 @@ async fn device_telemetry(
     let Some((idx, bytes)) = data else {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let Some(body) = parse_body(&bytes) else {
-        // Malformed JSON: 500, not 400.
-        return status(StatusCode::INTERNAL_SERVER_ERROR);
+    // Fast path: the common shape (an array of `{"ts","values"}` points of
+    // scalars) parsed straight into typed values with borrowed keys; anything
+    // else goes through the general `Value` path, with the same result.
+    let fast = fast::parse(&bytes);
+    let slow = match fast {
+        Some(_) => None,
+        None => match parse_body(&bytes) {
+            Some(v) => Some(v),
+            // Malformed JSON: 500, not 400.
+            None => return status(StatusCode::INTERNAL_SERVER_ERROR),
+        },
     };
     {
         let mut g = shared.lock();
@@ -649,10 +776,7 @@ async fn device_telemetry(
         };
         let mut over = 0;
         let mut n = 0;
-        for_each_point(&body, now_ms(), |ts, k, v| {
-            let Some(v) = TbValue::from_json(v) else {
-                return;
-            };
+        let mut store = |ts: i64, k: &str, v: TbValue| {
             let series = match dev.telemetry.get_mut(k) {
                 Some(s) => s,
                 None => dev.telemetry.entry(k.to_string()).or_default(),
@@ -661,7 +785,22 @@ async fn device_telemetry(
             if series.insert(ts, v).is_some() {
                 over += 1;
             }
-        });
+        };
+        if let Some(points) = fast {
+            for p in points {
+                for (k, v) in p.values {
+                    if let Some(v) = v.0 {
+                        store(p.ts, &k, v);
+                    }
+                }
+            }
+        } else if let Some(body) = &slow {
+            for_each_point(body, now_ms(), |ts, k, v| {
+                if let Some(v) = TbValue::from_json(v) {
+                    store(ts, k, v);
+                }
+            });
+        }
         shared.stats.points_written.fetch_add(n, Ordering::Relaxed);
         shared.stats.overwrites.fetch_add(over, Ordering::Relaxed);
     }
@@ -1017,5 +1156,47 @@ mod tests {
         assert_eq!(p[0], (5, "a".to_string(), TbValue::Double(1.5)));
         assert!(parse_telemetry(b"{not json", 0).is_none());
         assert!(parse_telemetry(b"[1,2]", 0).is_none());
+    }
+
+    /// The typed fast path reads exactly what the general path reads, and
+    /// refuses every shape it does not handle (so the general path decides).
+    #[test]
+    fn fast_path_matches_general_path() {
+        let fast_triples = |b: &[u8]| {
+            fast::parse(b).map(|ps| {
+                let mut out = Vec::new();
+                for p in ps {
+                    for (k, v) in p.values {
+                        if let Some(v) = v.0 {
+                            out.push((p.ts, k.into_owned(), v));
+                        }
+                    }
+                }
+                out
+            })
+        };
+        let body = br#"[{"ts":5,"values":{"a":1.5,"b":"x","c":7,"d":-3,"e":true,"f":null,
+            "g":18446744073709551615,"h":1e3,"k\u0041":0.000120}},{"values":{"a":2},"ts":6}]"#;
+        let fast = fast_triples(body).unwrap();
+        let mut general = parse_telemetry(body, 0).unwrap();
+        let mut sorted = fast.clone();
+        sorted.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        general.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        assert_eq!(sorted, general);
+        assert!(fast.contains(&(5, "kA".to_string(), TbValue::Double(0.00012))));
+        assert!(fast.contains(&(5, "c".to_string(), TbValue::Long(7))));
+        // Not the fast shape: the general path decides.
+        for b in [
+            &br#"{"a":1}"#[..],
+            br#"{"ts":5,"values":{"a":1}}"#,
+            br#"[{"ts":5,"values":{"a":{"x":1}}}]"#,
+            br#"[{"ts":5,"values":{"a":1},"extra":1}]"#,
+            br#"[{"ts":5.5,"values":{"a":1}}]"#,
+            br#"[{"ts":5}]"#,
+            b"[1,2]",
+            b"{not json",
+        ] {
+            assert!(fast_triples(b).is_none(), "{}", String::from_utf8_lossy(b));
+        }
     }
 }
