@@ -2,7 +2,8 @@
 //! to the original system's way of doing it, in the same run.
 //!
 //! `cargo run --release -p collect-bench -- [--json] [--days N]
-//! [--baseline-rows N|all] [--page N] [--dir DIR]`
+//! [--baseline-rows N|all] [--page N] [--dir DIR] [--no-baseline] [--runs N]`
+//! (`--no-baseline`: ours only, e.g. under a profiler)
 //!
 //! **Ours.** `days` of 1-minute 1 V + 3 CT records (a deterministic household
 //! simulated per second, [`workload`]) are appended with the real
@@ -14,7 +15,10 @@
 //! the device (not timed), then `collector::collect::collect` runs against a
 //! fresh on-disk SQLite database (WAL, `synchronous=FULL`): records pages,
 //! commits, acks after each commit, clock set, events, time reconstruction.
-//! The stored rows are checked against what was generated.
+//! The stored rows are checked against what was generated. This is done
+//! `--runs` times (default 3, each with a freshly booted device and a new
+//! database); the run with the median time is reported (the machine may be
+//! shared), all times are in the JSON.
 //!
 //! **Baseline: the original's protocol.** One `GET /telemetry` returning every
 //! interval as raw 30-byte records per CT (`u16 ct_id, f32 real_power, f32
@@ -60,6 +64,8 @@ struct Args {
     baseline_rows: Option<u64>,
     page: Option<u32>,
     dir: Option<PathBuf>,
+    no_baseline: bool,
+    runs: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -69,12 +75,16 @@ fn parse_args() -> Result<Args> {
         baseline_rows: Some(2000),
         page: None,
         dir: None,
+        no_baseline: false,
+        runs: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--json" => a.json = true,
+            "--no-baseline" => a.no_baseline = true,
+            "--runs" => a.runs = value("--runs")?.parse().context("--runs: a number")?,
             "--days" => a.days = value("--days")?.parse().context("--days: a whole number")?,
             "--baseline-rows" => {
                 let v = value("--baseline-rows")?;
@@ -88,7 +98,7 @@ fn parse_args() -> Result<Args> {
             "--dir" => a.dir = Some(PathBuf::from(value("--dir")?)),
             "-h" | "--help" => {
                 println!(
-                    "usage: collect-bench [--json] [--days N] [--baseline-rows N|all] [--page N] [--dir DIR]"
+                    "usage: collect-bench [--json] [--days N] [--baseline-rows N|all] [--page N] [--dir DIR] [--no-baseline] [--runs N]"
                 );
                 std::process::exit(0);
             }
@@ -97,6 +107,9 @@ fn parse_args() -> Result<Args> {
     }
     if a.days == 0 {
         bail!("--days must be at least 1");
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
     }
     Ok(a)
 }
@@ -188,10 +201,37 @@ struct Ours {
     page_limit: u32,
     flash_bytes_per_record: f64,
     untimed_setup_s: f64,
+    /// CPU time of the collecting thread (Linux; steadier than wall time on
+    /// a loaded machine; excludes the device thread and IO waits).
+    collector_cpu_s: Option<f64>,
+    /// Seconds of every run (the median one is reported above).
+    runs_s: Vec<f64>,
 }
 
-fn run_ours(dir: &Path, records: &[Record], page: Option<u32>) -> Result<Ours> {
+/// CPU time of the calling thread so far (Linux `schedstat`), seconds.
+fn thread_cpu_s() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// `runs` runs of [`run_once`]; the median one, with every run's time.
+fn run_ours(dir: &Path, records: &[Record], page: Option<u32>, runs: usize) -> Result<Ours> {
+    let mut all = Vec::new();
+    for i in 0..runs {
+        all.push(run_once(&dir.join(format!("run-{i}")), records, page)?);
+    }
+    let mut times: Vec<f64> = all.iter().map(|o| o.seconds).collect();
+    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let mut median = all.swap_remove(all.len() / 2);
+    times.sort_by(f64::total_cmp);
+    median.runs_s = times;
+    Ok(median)
+}
+
+fn run_once(dir: &Path, records: &[Record], page: Option<u32>) -> Result<Ours> {
     let setup = Instant::now();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let home = dir.join("sim-home");
     let mac = sim::sim_mac(0);
     let id = device::identity::mac_hex(&mac);
@@ -238,7 +278,9 @@ fn run_ours(dir: &Path, records: &[Record], page: Option<u32>) -> Result<Ours> {
     if let Some(p) = page {
         opts.page = p;
     }
+    let cpu0 = thread_cpu_s();
     let s = collect(&mut db, &http, Some(&dev.url), &opts, &mut NoProgress);
+    let collector_cpu_s = thread_cpu_s().zip(cpu0).map(|(b, a)| b - a);
     if let Some(e) = &s.error {
         bail!("collect failed: {e}");
     }
@@ -258,6 +300,8 @@ fn run_ours(dir: &Path, records: &[Record], page: Option<u32>) -> Result<Ours> {
         page_limit: opts.page,
         flash_bytes_per_record: flash_per,
         untimed_setup_s,
+        collector_cpu_s,
+        runs_s: Vec::new(),
     })
 }
 
@@ -450,11 +494,15 @@ fn main() -> Result<()> {
             records.len()
         );
     }
-    let ours = run_ours(dir.path(), &records, args.page)?;
+    let ours = run_ours(dir.path(), &records, args.page, args.runs)?;
     if !args.json {
         eprintln!("ours done; running the baseline…");
     }
-    let baseline = run_baseline(dir.path(), &records, args.baseline_rows)?;
+    let baseline = if args.no_baseline {
+        Vec::new()
+    } else {
+        run_baseline(dir.path(), &records, args.baseline_rows)?
+    };
     let ratios = baseline
         .iter()
         .map(|b| Ratio {
@@ -521,8 +569,17 @@ fn print_table(r: &Report) {
             x.against, x.seconds, x.wire_bytes, x.records_per_s
         );
     }
+    let runs: Vec<String> = o.runs_s.iter().map(|s| format!("{s:.3}")).collect();
     println!(
-        "\nours: {} pages of ≤ {} records, {} body bytes, store {:.1} flash bytes/record; untimed setup (image, boot, pair) {:.2} s",
+        "\nours: median of {} runs: [{}] s",
+        runs.len(),
+        runs.join(", ")
+    );
+    if let Some(c) = o.collector_cpu_s {
+        println!("ours: collector thread CPU {c:.3} s in the median run");
+    }
+    println!(
+        "ours: {} pages of ≤ {} records, {} body bytes, store {:.1} flash bytes/record; untimed setup (image, boot, pair) {:.2} s",
         o.pages, o.page_limit, o.wire_bytes, o.flash_bytes_per_record, o.untimed_setup_s
     );
     if let Some(b) = r.baseline.first() {

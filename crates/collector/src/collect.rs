@@ -31,7 +31,10 @@ use crate::{Error, now_ms};
 /// Options of [`collect`].
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Records asked per request (the device may send fewer).
+    /// Records asked per request (the device may send fewer: its own limits
+    /// on records and bytes per answer apply). Each page is one SQLite
+    /// transaction and one ack, so large pages mean fewer synchronous
+    /// commits and round trips.
     pub page: u32,
     /// Set the device clock after collecting.
     pub set_clock: bool,
@@ -42,7 +45,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            page: 2000,
+            page: 10_000,
             set_clock: true,
             time: Params::default(),
         }
@@ -130,6 +133,15 @@ pub fn collect(
     if let Err(e) = run(db, dev, url, opts, progress, &mut s) {
         s.error = Some(e.to_string());
     }
+    // The device's acknowledged seq is informational here (the device keeps
+    // the truth and reports it in `GET /info`): noted once per run, not in a
+    // synchronous commit per page.
+    if let (Some(id), Some(acked)) = (&s.device_id, s.acked_seq)
+        && let Err(e) = db.set_acked(id, acked)
+        && s.error.is_none()
+    {
+        s.error = Some(e.to_string());
+    }
     progress.finish();
     s.seconds = started.elapsed().as_secs_f64();
     s
@@ -176,7 +188,6 @@ fn run(
     if after > 0 && info.acked_seq.unwrap_or(0) < after {
         let a = dev.ack(after)?;
         s.acked_seq = Some(a.acked_seq);
-        db.set_acked(&id, a.acked_seq)?;
     }
     while after < target {
         let mut stream = RecordStream::new(after);
@@ -204,7 +215,6 @@ fn run(
         progress.committed(recs.len() as u64);
         let a = dev.ack(last)?;
         s.acked_seq = Some(a.acked_seq);
-        db.set_acked(&id, a.acked_seq)?;
     }
     if opts.set_clock {
         s.clock = Some(set_clock(db, dev, &id, rtt_ms)?);

@@ -236,6 +236,10 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Up to ~32 MB of page cache (default ~2 MB): a page of 10 000
+        // records touches more than the default holds, which spills dirty
+        // pages to the WAL mid-transaction and re-reads them.
+        conn.pragma_update(None, "cache_size", -32_000)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(Error::Schema(version));
@@ -500,24 +504,34 @@ impl Db {
 
     /// Everything known about a device's time, for [`crate::time::reconstruct`].
     pub fn history(&self, id: &str) -> Result<(Vec<u64>, crate::time::History), Error> {
+        let (rows, h) = self.history_with_times(id)?;
+        Ok((rows.into_iter().map(|r| r.0).collect(), h))
+    }
+
+    /// [`Self::history`], with each record's stored `(seq, ts_ms,
+    /// ts_uncertainty_ms)`.
+    #[allow(clippy::type_complexity)]
+    fn history_with_times(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<(u64, Option<i64>, Option<i64>)>, crate::time::History), Error> {
         use crate::time::{Anchor, BootMark, History, RecordTime};
         let mut h = History::default();
         let mut seqs = Vec::new();
         let mut st = self.conn.prepare(
-            "SELECT seq, boot_id, uptime_ms, wall_ms FROM record WHERE device_id = ?1 ORDER BY seq",
+            "SELECT seq, boot_id, uptime_ms, wall_ms, ts_ms, ts_uncertainty_ms
+             FROM record WHERE device_id = ?1 ORDER BY seq",
         )?;
-        let rows = st.query_map([id], |r| {
-            Ok(RecordTime {
-                seq: u64_of(r.get(0)?),
+        let mut rows = st.query([id])?;
+        while let Some(r) = rows.next()? {
+            let seq = u64_of(r.get(0)?);
+            h.records.push(RecordTime {
+                seq,
                 boot_id: r.get(1)?,
                 uptime_ms: u64_of(r.get(2)?),
                 wall_ms: r.get::<_, Option<i64>>(3)?.map(u64_of),
-            })
-        })?;
-        for r in rows {
-            let r = r?;
-            seqs.push(r.seq);
-            h.records.push(r);
+            });
+            seqs.push((seq, r.get(4)?, r.get(5)?));
         }
         // Our own syncs, with measured bounds.
         let mut st = self.conn.prepare(
@@ -602,25 +616,24 @@ impl Db {
         Ok((seqs, h))
     }
 
-    /// Recomputes `ts_ms`/`ts_uncertainty_ms` of all records of a device.
-    /// Returns how many rows changed.
+    /// Recomputes `ts_ms`/`ts_uncertainty_ms` of all records of a device
+    /// in one pass and one transaction; only rows whose values change are
+    /// written. Returns how many rows changed.
     pub fn reconstruct_times(&mut self, id: &str, p: &crate::time::Params) -> Result<usize, Error> {
-        let (seqs, h) = self.history(id)?;
+        let (rows, h) = self.history_with_times(id)?;
         let est = crate::time::reconstruct(&h, p);
         let tx = self.conn.transaction()?;
         let mut changed = 0;
         {
             let mut st = tx.prepare_cached(
-                "UPDATE record SET ts_ms = ?3, ts_uncertainty_ms = ?4 WHERE device_id = ?1 AND seq = ?2
-                 AND (ts_ms IS NOT ?3 OR ts_uncertainty_ms IS NOT ?4)",
+                "UPDATE record SET ts_ms = ?3, ts_uncertainty_ms = ?4 WHERE device_id = ?1 AND seq = ?2",
             )?;
-            for (seq, e) in seqs.iter().zip(&est) {
-                changed += st.execute(params![
-                    id,
-                    i64_of(*seq),
-                    e.ts_ms,
-                    e.uncertainty_ms.map(i64_of)
-                ])?;
+            for ((seq, ts, unc), e) in rows.iter().zip(&est) {
+                let new_unc = e.uncertainty_ms.map(i64_of);
+                if *ts == e.ts_ms && *unc == new_unc {
+                    continue;
+                }
+                changed += st.execute(params![id, i64_of(*seq), e.ts_ms, new_unc])?;
             }
         }
         tx.commit()?;

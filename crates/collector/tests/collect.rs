@@ -56,6 +56,7 @@ fn pair_then_collect_everything_once() {
     assert_eq!(s.batches, 3);
     assert_eq!(s.acked_seq, Some(2500));
     assert_eq!(dev.lock().acked, 2500);
+    assert_eq!(db.devices().unwrap()[0].acked_seq, Some(2500));
     assert!(s.clock.is_some());
     assert_eq!(db.count(None).unwrap(), 2500);
     // Every record of the synced boot has a time within a small bound.
@@ -105,6 +106,8 @@ fn bad_batch(fault: Fault, expect: &str) {
     assert_eq!(s.new_records, 1000);
     assert!(s.did_something());
     assert_eq!(dev.lock().acked, 1000);
+    // The ack the device confirmed is noted even though the run failed.
+    assert_eq!(db.devices().unwrap()[0].acked_seq, Some(1000));
     let bad: i64 = db
         .conn()
         .query_row("SELECT COUNT(*) FROM record WHERE seq > 1000", [], |r| {

@@ -179,3 +179,60 @@ fn database_is_wal_and_full_sync() {
         .unwrap();
     assert_eq!(sync, 2);
 }
+
+#[test]
+fn reconstruct_writes_only_rows_whose_time_changed() {
+    let mut db = db();
+    db.insert_batch(ID, &[rec(1), rec(2), rec(3)], 1_700_000_200_000)
+        .unwrap();
+    let sync = |db: &Db, uptime_ms: u64, uncertainty_ms: u64| {
+        db.insert_time_sync(
+            ID,
+            &Anchor {
+                boot_id: 5,
+                uptime_ms,
+                wall_ms: 1_700_000_000_000 + uptime_ms,
+                uncertainty_ms,
+                trusted: true,
+            },
+            20,
+            0,
+        )
+        .unwrap();
+    };
+    // No anchor: no record can be timed, nothing to write.
+    assert_eq!(db.reconstruct_times(ID, &Params::default()).unwrap(), 0);
+    sync(&db, 180_000, 10);
+    assert_eq!(db.reconstruct_times(ID, &Params::default()).unwrap(), 3);
+    let times = |db: &Db| -> Vec<(i64, i64)> {
+        let mut st = db
+            .conn()
+            .prepare("SELECT ts_ms, ts_uncertainty_ms FROM record ORDER BY seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let first = times(&db);
+    // Nothing new: nothing rewritten, same values.
+    assert_eq!(db.reconstruct_times(ID, &Params::default()).unwrap(), 0);
+    assert_eq!(times(&db), first);
+    // A tighter sync at seq 1 changes the bounds; the stored rows follow.
+    sync(&db, 60_000, 1);
+    let changed = db.reconstruct_times(ID, &Params::default()).unwrap();
+    assert!(changed >= 1, "{changed}");
+    let second = times(&db);
+    assert_ne!(second, first);
+    assert!(second[0].1 < first[0].1, "{second:?} vs {first:?}");
+    // And a fresh database computes exactly the same (incremental = full).
+    let mut fresh = Db::open_in_memory().unwrap();
+    fresh.upsert_device(ID, None, None, 0).unwrap();
+    fresh
+        .insert_batch(ID, &[rec(1), rec(2), rec(3)], 1_700_000_200_000)
+        .unwrap();
+    sync(&fresh, 180_000, 10);
+    sync(&fresh, 60_000, 1);
+    assert_eq!(fresh.reconstruct_times(ID, &Params::default()).unwrap(), 3);
+    assert_eq!(times(&fresh), second);
+}
