@@ -396,9 +396,11 @@ pub fn render(r: &CampaignReport) -> String {
         let _ = writeln!(
             s,
             "cargo-fuzz targets in `fuzz/` (record decoder, store mount+read, device request \
-             handling, firmware manifest, collector record stream) run in the long profile \
-             only; this run used the stable random-input smoke over the same entry points \
-             (`cargo test -p torture --test smoke`).\n"
+             handling, firmware manifest, collector record stream): **not run** in this run \
+             (`cargo xtask torture --long` runs each for 10 minutes on nightly). CI runs the \
+             stable random-input smoke over the same entry points \
+             (`cargo test -p torture --test smoke`: no panic, no hang, random bytes never \
+             accepted as signed firmware).\n"
         );
     } else {
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! `torture`: runs the reliability campaign and writes `docs/RELIABILITY.md`.
 //!
 //! `torture [--long] [--out FILE] [--json FILE] [--fuzz-results FILE] [--ofmon PATH]`
+//! or `torture --render REPORT.json` (re-render a saved report)
 //! (normally started by `cargo xtask torture`). Exits non-zero when an
 //! invariant failed, after writing the report.
 
@@ -39,6 +40,14 @@ fn run() -> Result<bool> {
             "--out" => out = args.next().map(PathBuf::from),
             "--json" => json = args.next().map(PathBuf::from),
             "--ofmon" => ofmon = args.next().map(PathBuf::from),
+            "--render" => {
+                // Re-render a saved `--json` report without running anything.
+                let p = args.next().context("--render needs a file")?;
+                let text = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+                let rep: campaign::CampaignReport = serde_json::from_str(&text)?;
+                print!("{}", campaign::render(&rep));
+                return Ok(rep.ok());
+            }
             "--fuzz-results" => {
                 let p = args.next().context("--fuzz-results needs a file")?;
                 let text = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
