@@ -20,6 +20,10 @@
 //!   MQTT PUBACK), in a committed transaction; a crash anywhere loses
 //!   nothing, and a resend is harmless because ThingsBoard upserts by
 //!   (key, ts).
+//! - HTTP is pipelined one deep: while a batch is in flight (on the
+//!   runtime's worker thread), the next one is read and serialized and the
+//!   previous one marked sent; a batch is still marked only after its own
+//!   200, and on any failure nothing else is in flight.
 //! - Knows nothing of terminals: progress goes through a callback
 //!   ([`engine::Progress`]); the `ofmon` binary draws the bars.
 //! - Never sends a record whose time could not be bounded.
