@@ -249,12 +249,15 @@ function chartWidth(box) { return Math.max(280, box.clientWidth); }
 function timeAxis() {
   return { label: "Time (local)", labelSize: 20, stroke: "#4a5560", grid: { stroke: "#e3e8ee" } };
 }
+// A y axis; `fmt` formats tick values (default: uPlot's, with as many
+// decimals as the tick spacing needs).
 function valueAxis(label, fmt, side) {
-  return {
+  const a = {
     label, labelSize: 22, side: side || 3, size: 64, stroke: "#4a5560",
     grid: { stroke: "#e3e8ee", show: side !== 1 }, scale: side === 1 ? "hz" : "y",
-    values: (u, splits) => splits.map(fmt),
   };
+  if (fmt) a.values = (u, splits) => splits.map(fmt);
+  return a;
 }
 
 function makeCharts(d, box) {
@@ -321,7 +324,7 @@ function makeCharts(d, box) {
           })),
           { label: "Frequency (Hz)", stroke: "#1e6b2f", width: 1, scale: "hz", dash: [4, 3],
             value: (u, v) => (v === null ? "–" : `${nf2.format(v)} Hz`) }],
-        axes: [timeAxis(), valueAxis("Voltage (V)", (v) => nf0.format(v)), valueAxis("Frequency (Hz)", (v) => nf2.format(v), 1)],
+        axes: [timeAxis(), valueAxis("Voltage (V)"), valueAxis("Frequency (Hz)", null, 1)],
       }, vData, voltBox);
       ofmon.charts.power = power;
       ofmon.charts.voltage = volt;
@@ -355,6 +358,8 @@ function makeCharts(d, box) {
     const imp = days.map((x) => x.import_wh / 1000);
     const exp = days.map((x) => x.export_wh / 1000);
     const bars = (align) => uPlot.paths.bars({ size: [0.4, 60], align });
+    // Replace the old chart only now: two reloads may overlap.
+    if (energy) energy.destroy();
     energy = new uPlot({
       width: chartWidth(energyBox), height: 220,
       scales: { x: { time: true, range: (u, a, b) => [a - 43200, b + 43200] }, y: { range: (u, a, b) => [0, Math.max(b, 0.1) * 1.1] } },
@@ -362,8 +367,10 @@ function makeCharts(d, box) {
         { label: "Import (kWh)", fill: "#0b5394", stroke: "#0b5394", paths: bars(-1), points: { show: false }, value: (u, v) => (v === null ? "–" : `${nf2.format(v)} kWh`) },
         { label: "Export (kWh)", fill: "#b45309", stroke: "#b45309", paths: bars(1), points: { show: false }, value: (u, v) => (v === null ? "–" : `${nf2.format(v)} kWh`) }],
       axes: [{ label: "Day (local)", labelSize: 20, stroke: "#4a5560", grid: { show: false },
+        // One tick per bar (thinned out when there are many days).
+        splits: (u) => { const d = u.data[0]; const step = Math.ceil(d.length / Math.max(1, Math.floor(u.bbox.width / devicePixelRatio / 70))); return d.filter((_, i) => i % step === 0); },
         values: (u, splits) => splits.map((v) => new Date(v * 1000).toLocaleDateString(undefined, { month: "short", day: "numeric" })) },
-      valueAxis("Energy (kWh)", (v) => nf1.format(v))],
+      valueAxis("Energy (kWh)")],
     }, [t, imp, exp], energyBox);
     ofmon.charts.energy = energy;
   }
@@ -376,7 +383,7 @@ function makeCharts(d, box) {
   window.addEventListener("resize", onResize);
   return {
     ready: Promise.all([load(), loadEnergy()]),
-    reload: () => Promise.all([load(range && range[0], range && range[1]), (energy && energy.destroy(), loadEnergy())]),
+    reload: () => Promise.all([load(range && range[0], range && range[1]), loadEnergy()]),
     destroy: () => {
       window.removeEventListener("resize", onResize);
       for (const c of [power, volt, energy]) if (c) c.destroy();

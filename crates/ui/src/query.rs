@@ -279,7 +279,25 @@ pub fn fleet(conn: &Connection, now_ms: i64) -> Result<Vec<FleetDevice>, Error> 
         "SELECT last_error FROM sync_state WHERE device_id = ?1 AND last_error IS NOT NULL
          ORDER BY updated_ms DESC LIMIT 1",
     )?;
+    // The collector sets the clock at the end of each visit, after reading
+    // `/info`: a sync of the boot `/info` saw means the clock is set now.
+    let mut synced = conn.prepare(
+        "SELECT t.uncertainty_ms FROM time_sync t, device d
+         WHERE d.id = ?1 AND t.device_id = d.id
+           AND t.boot_id = json_extract(d.info_json, '$.boot_id')
+         ORDER BY t.at_ms DESC LIMIT 1",
+    )?;
     for d in &mut out {
+        if d.clock.state != "set"
+            && let Some(u) = synced
+                .query_row([&d.id], |r| r.get::<_, i64>(0))
+                .optional()?
+        {
+            d.clock = Clock {
+                state: "set".into(),
+                uncertainty_ms: Some(u64_of(u)),
+            };
+        }
         d.pending_sync = u64_of(pending.query_row([&d.id], |r| r.get(0))?);
         let err: Option<String> = sync_err
             .query_row([&d.id], |r| r.get(0))

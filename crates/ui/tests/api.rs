@@ -90,6 +90,8 @@ fn demo_api_end_to_end() {
         assert_eq!(d["pending_sync"].as_u64(), Some(n));
         assert!(d["storage"]["used_bytes"].as_u64().unwrap() > 0);
         assert!(d["last_collect_age_s"].as_i64().unwrap() < 120);
+        // The collect set the clock after reading /info.
+        assert_eq!(d["clock"]["state"], "set", "{d}");
     }
     let cts: Vec<u64> = devs.iter().map(|d| d["cts"].as_u64().unwrap()).collect();
     assert_eq!(cts.iter().filter(|c| **c == 3).count(), 1, "{cts:?}");
