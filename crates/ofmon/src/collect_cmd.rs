@@ -103,8 +103,8 @@ pub struct CollectArgs {
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
-    /// Records per request.
-    #[arg(long, default_value_t = 2000)]
+    /// Records per request (the device may send fewer).
+    #[arg(long, default_value_t = collector::collect::Options::default().page)]
     page: u32,
     /// Do not set the device clock.
     #[arg(long)]
