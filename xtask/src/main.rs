@@ -78,6 +78,7 @@ const DEBIAN_DEPS: &[(&str, &str)] = &[
     ("qemu-system-riscv32", "qemu-system-misc"),
     ("clang", "clang"),
     ("mosquitto", "mosquitto"),
+    ("chromium", "chromium"),
 ];
 
 fn have_program(name: &str) -> bool {
@@ -160,7 +161,12 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace"]))?;
+    // The dashboard tests run the demo (a simulated fleet metering days of
+    // history) and a real headless Chromium: release build, below.
+    run(cargo().args(["test", "--workspace", "--exclude", "ui"]))?;
+    run(cargo()
+        .env("OFMON_DEMO_HISTORY_DAYS", "2")
+        .args(["test", "--release", "-p", "ui"]))?;
     // The full power-cut campaign (10,000 cuts) runs in release: minutes in debug.
     run(cargo().args(["test", "--release", "-p", "store", "--test", "powercut"]))?;
     // The no_std crates must build for the chip.
