@@ -5,6 +5,8 @@
 //! machine lacks (rustup targets, Debian packages) before it starts.
 
 mod firmware;
+mod report;
+mod torture;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,12 @@ usage: cargo xtask <command>
 
 commands:
   ci                 fmt, clippy, tests, no_std/riscv builds, soft-float check
-  bench [WHAT] [--json]
-                     benchmarks; WHAT is one of: metering, store, collect, sync
-                     (default: all)
+  bench [--json]     every benchmark with its baseline, in one run;
+                     writes docs/BENCHMARKS.md
+  bench WHAT [--json]
+                     one benchmark: metering, store, collect or sync
+  torture [--long]   reliability and security campaign; writes
+                     docs/RELIABILITY.md (short profile by default)
   firmware           build the ESP32-C3 image, check its flash and RAM budget
   install-deps       install the Debian packages and rustup targets CI needs
 ";
@@ -29,6 +34,11 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("install-deps") => install_deps(),
         Some("firmware") => firmware::run(),
+        Some("torture") => torture::run(if args.iter().any(|a| a == "--long") {
+            torture::Profile::Long
+        } else {
+            torture::Profile::Short
+        }),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -197,8 +207,10 @@ fn bench(args: &[String]) -> Result<()> {
         .map(String::as_str)
         .collect();
     let all = ["metering", "store", "collect", "sync"];
-    let selected: Vec<&str> = if what.is_empty() { all.to_vec() } else { what };
-    for w in &selected {
+    if what.is_empty() {
+        return report::run(json);
+    }
+    for w in &what {
         let pkg = match *w {
             "metering" => "meter-bench",
             "store" => "store-bench",
