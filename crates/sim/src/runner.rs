@@ -279,13 +279,15 @@ struct World {
     /// World seconds at which live pacing starts (= real now at start).
     live_from_s: f64,
     live_since: Option<Instant>,
+    /// One sample period, seconds: the feed's clock moves in these steps.
+    period_s: f64,
     speed: f64,
     start_s: f64,
     started: Instant,
 }
 
 impl World {
-    fn new(history_days: f64, speed: f64) -> Self {
+    fn new(history_days: f64, speed: f64, period_s: f64) -> Self {
         let now = now_unix_ms();
         let hist_ms = (history_days * 86_400_000.0) as u64;
         let start_ms = now.saturating_sub(hist_ms);
@@ -295,6 +297,7 @@ impl World {
             epoch_ms,
             live_from_s: (now - epoch_ms) as f64 / 1000.0,
             live_since: (hist_ms == 0).then(Instant::now),
+            period_s,
             speed,
             start_s,
             started: Instant::now(),
@@ -306,9 +309,14 @@ impl World {
     }
 
     /// Where the feed should be now.
+    ///
+    /// The feed's clock moves in whole sample periods, so it can stop up to
+    /// one period short of the present; within one period counts as arrived
+    /// (else a present that is not a whole number of periods would never
+    /// switch the device to real time).
     fn target_s(&mut self, t_s: f64) -> f64 {
         match self.live_since {
-            None if t_s < self.live_from_s => self.live_from_s,
+            None if self.live_from_s - t_s >= self.period_s => self.live_from_s,
             None => {
                 self.live_since = Some(Instant::now());
                 self.live_from_s
@@ -352,7 +360,11 @@ async fn feed(
     let emu = EmulatedFlash::open_file(&path, region)
         .map_err(|e| fail(&mut ready, format!("{}: {e}", path.display())))?;
     let mut flash = Some(SimFlash::new(emu, shared.cut.clone()));
-    let mut world = World::new(if fresh { opts.history_days } else { 0.0 }, opts.speed);
+    let mut world = World::new(
+        if fresh { opts.history_days } else { 0.0 },
+        opts.speed,
+        1.0 / f64::from(rate),
+    );
     let seed = opts
         .seed
         .wrapping_mul(1_000_003)
@@ -556,4 +568,42 @@ async fn feed(
         drop(dev.into_flash());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The feed goes live after its history even when the present is not a
+    /// whole number of sample periods (it used to spin there forever).
+    #[test]
+    fn goes_live_when_the_present_is_between_samples() {
+        let rate = 500u32;
+        for frac in [0.0, 0.0003, 0.0011, 0.0019] {
+            let live_from_s = 100.0 + frac;
+            let mut world = World {
+                epoch_ms: 0,
+                live_from_s,
+                live_since: None,
+                period_s: 1.0 / f64::from(rate),
+                speed: 1.0,
+                start_s: 99.0,
+                started: Instant::now(),
+            };
+            let mut source = Source::new(rate, false, Profile::Household, 1, 99.0);
+            let mut buf = vec![0u16; 64 * source.channel_count()];
+            let mut spins = 0;
+            while world.live_since.is_none() {
+                let target = world.target_s(source.time_s());
+                source.fill(&mut buf, target);
+                spins += 1;
+                assert!(
+                    spins < 1000,
+                    "stuck at {} before {live_from_s}",
+                    source.time_s()
+                );
+            }
+            assert!(live_from_s - source.time_s() < 1.0 / f64::from(rate));
+        }
+    }
 }

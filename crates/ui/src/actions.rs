@@ -6,7 +6,7 @@
 //! | collect | [`collector::collect::collect`]           |
 //! | time    | [`collector::collect::set_clock`]         |
 //! | pair    | [`collector::pair::pair`]                 |
-//! | sync    | not in the collector library yet → 501    |
+//! | sync    | [`tbsync::Syncer`]                        |
 //! | ota     | not in the collector library yet → 501    |
 
 use std::path::{Path, PathBuf};
@@ -296,9 +296,133 @@ pub fn pair(ctx: &Ctx, job: &Job, body: &PairBody) {
     }
 }
 
-/// Why sync cannot run from the dashboard yet.
-pub const SYNC_MISSING: &str = "sync to ThingsBoard is not available in this build: the sync engine \
-     (crate tbsync) is not part of the collector yet; readings stay queued as 'pending sync'";
+/// One sync run to ThingsBoard over the database at `db_path`: the server
+/// from `server` when given, else each device's own from pairing (transport
+/// from the URL scheme). `only`: device ids or names (empty: all).
+///
+/// Runs on its own thread, since the engine drives its own runtime (and the
+/// caller may be a runtime's blocking thread).
+pub fn run_sync(
+    db_path: &Path,
+    server: Option<String>,
+    only: Vec<String>,
+    progress: &mut (dyn FnMut(tbsync::Progress<'_>) + Send),
+) -> Result<tbsync::Report, Error> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<tbsync::Report, Error> {
+            let db = Db::open(db_path)?;
+            let opts = tbsync::SyncOptions {
+                server,
+                only,
+                ..tbsync::SyncOptions::default()
+            };
+            let syncer = tbsync::Syncer::new(db.conn(), opts).map_err(sync_error)?;
+            syncer.run(progress).map_err(sync_error)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::BadRequest("the sync thread panicked".into())))
+    })
+}
+
+fn sync_error(e: tbsync::Error) -> Error {
+    Error::BadRequest(format!("sync: {e}"))
+}
+
+/// What a device's sync status means, for people.
+pub fn sync_status_text(s: &tbsync::DeviceStatus) -> String {
+    use tbsync::DeviceStatus as S;
+    match s {
+        S::Done => "ok".into(),
+        S::Unauthorized => "the server refused the access token; re-pair the device".into(),
+        S::GaveUp(e) => format!("gave up for now (the next sync resumes): {e}"),
+        S::NoServer => "skipped: no ThingsBoard server (set one on the settings page)".into(),
+        S::NoToken => "skipped: not paired (no access token)".into(),
+        S::Failed(e) => format!("failed: {e}"),
+    }
+}
+
+/// Syncs `target` (a device id or `all`) to ThingsBoard, reporting to `job`.
+pub fn sync(ctx: &Ctx, job: &Job, target: &str) {
+    let run = || -> Result<tbsync::Report, Error> {
+        let only = if target == "all" {
+            Vec::new()
+        } else {
+            targets(&ctx.db()?, target)?
+        };
+        let server = Settings::load(&ctx.home)?.thingsboard_url;
+        let mut done = 0u64;
+        let mut total = 0u64;
+        let mut last = Instant::now();
+        run_sync(&ctx.db_path(), server, only, &mut |p| match p {
+            tbsync::Progress::Start { pending } => {
+                total = pending;
+                job.progress(format!("{pending} record(s) to send"), 0, Some(pending));
+            }
+            tbsync::Progress::Device { device, pending } => job.log(format!(
+                "{}: {pending} record(s) pending",
+                device.display_name()
+            )),
+            tbsync::Progress::Sent { device, records } => {
+                done += records;
+                if last.elapsed() > Duration::from_millis(100) || done >= total {
+                    last = Instant::now();
+                    job.progress(
+                        format!("{device}: {done} of {total} records sent"),
+                        done,
+                        Some(total),
+                    );
+                }
+            }
+            tbsync::Progress::Retry {
+                device,
+                attempt,
+                error,
+                wait,
+            } => job.log(format!(
+                "{device}: attempt {attempt} failed ({error}); retrying in {} ms",
+                wait.as_millis()
+            )),
+            tbsync::Progress::Done(d) => job.log(format!(
+                "{} ({}): {} sent, {} pending: {}",
+                d.name,
+                d.id,
+                d.sent,
+                d.pending,
+                sync_status_text(&d.status)
+            )),
+        })
+    };
+    match run() {
+        Ok(r) => {
+            let result = serde_json::to_value(&r).unwrap_or_default();
+            let bad = r
+                .devices
+                .iter()
+                .filter(|d| d.status != tbsync::DeviceStatus::Done)
+                .count();
+            if bad == 0 {
+                job.done(
+                    format!(
+                        "synced {} device(s): {} record(s) sent",
+                        r.devices.len(),
+                        r.sent()
+                    ),
+                    result,
+                );
+            } else {
+                job.failed(
+                    format!(
+                        "{bad} of {} device(s) not synced; {} record(s) sent",
+                        r.devices.len(),
+                        r.sent()
+                    ),
+                    Some(result),
+                );
+            }
+        }
+        Err(e) => job.failed(e.to_string(), None),
+    }
+}
 
 /// Why OTA cannot run from the dashboard yet.
 pub const OTA_MISSING: &str = "OTA upload is not available in this build: the collector library has no \

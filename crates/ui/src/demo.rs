@@ -12,8 +12,8 @@
 //!    --token T1 --token T2 --token T3`.
 //! 5. Pairing (token + device secret + clock) and a first collect of every
 //!    device into a fresh SQLite database, through the `collector` library.
-//! 6. Sync to ThingsBoard: skipped with a log line until the sync engine
-//!    (`tbsync`) is part of the build.
+//! 6. Sync to ThingsBoard ([`tbsync`]): every collected record, to the
+//!    server each device was paired with; logs the counts per device.
 //! 7. The dashboard, on `listen` (default `127.0.0.1:8700`).
 //!
 //! # Three devices from the simulator
@@ -110,6 +110,8 @@ pub struct Timings {
     pub pair_s: f64,
     /// Collecting them.
     pub collect_s: f64,
+    /// Syncing them to ThingsBoard.
+    pub sync_s: f64,
     /// Whole start-up.
     pub total_s: f64,
 }
@@ -169,85 +171,6 @@ fn copy_key(home: &Path, dir: &Path) -> Result<(), Error> {
     if !to.exists() {
         std::fs::copy(&from, &to)
             .map_err(|e| Error::io(format!("copying {}", from.display()), e))?;
-    }
-    Ok(())
-}
-
-/// Makes every simulated device go live after its history.
-///
-/// `sim` switches a device from pre-filling to real time only when its
-/// sample clock reaches the present exactly, which it cannot when the
-/// present is not a whole number of sample periods (`World::target_s` in
-/// `sim/src/runner.rs`): the device then stays frozen at the present,
-/// spinning. A reboot (`POST /api/v1/reboot`, signed) passes a short outage
-/// in simulated time, which switches it live. Devices that went live on their
-/// own are left alone.
-fn unstick(
-    fleets: &[Fleet],
-    fleet: &protocol::FleetSecret,
-    log: &dyn Fn(&str),
-) -> Result<(), Error> {
-    let elapsed = |f: &Fleet, i: usize| f.stats(i).map_or(0.0, |s| s.sim_elapsed_s);
-    let before: Vec<Vec<f64>> = fleets
-        .iter()
-        .map(|f| (0..f.devices().len()).map(|i| elapsed(f, i)).collect())
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut rebooted = Vec::new();
-    for (f, b) in fleets.iter().zip(&before) {
-        for (i, info) in f.devices().iter().enumerate() {
-            if elapsed(f, i) > b[i] + 0.5 {
-                continue; // live
-            }
-            let mac = Mac::parse(&info.id)
-                .map_err(|e| Error::BadRequest(format!("device id {}: {e:?}", info.id)))?;
-            let key = fleet.device_secret(&mac).api_key();
-            signed_post(&info.url, "/api/v1/reboot", &key)?;
-            rebooted.push((f, i, b[i]));
-        }
-    }
-    if rebooted.is_empty() {
-        return Ok(());
-    }
-    log(&format!(
-        "{} simulated device(s) stayed frozen at the end of their history (simulator issue); rebooted them to go live",
-        rebooted.len()
-    ));
-    let t = Instant::now();
-    while !rebooted.iter().all(|(f, i, b)| elapsed(f, *i) > b + 1.0) {
-        if t.elapsed() > Duration::from_secs(30) {
-            return Err(Error::BadRequest(
-                "simulated devices did not come back after a reboot within 30 s".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// A signed `POST` with an empty body (device API v1).
-fn signed_post(base: &str, path: &str, key: &protocol::ApiKey) -> Result<(), Error> {
-    let mut nonce = [0u8; protocol::auth::NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| Error::BadRequest(format!("no randomness: {e}")))?;
-    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-    let auth = protocol::auth::sign(key, "POST", path, &[], now, nonce).to_header_value();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(DEVICE_TIMEOUT))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let url = format!("{base}{path}");
-    let r = agent
-        .post(&url)
-        .header(protocol::auth::AUTH_HEADER, &auth)
-        .send_empty()
-        .map_err(|e| Error::BadRequest(format!("POST {url}: {e}")))?;
-    if !r.status().is_success() {
-        return Err(Error::BadRequest(format!(
-            "POST {url}: HTTP {}",
-            r.status()
-        )));
     }
     Ok(())
 }
@@ -344,7 +267,7 @@ impl Demo {
                     }
                 }
             }
-            // Within a second: see `unstick` for why not exactly.
+            // Within a second: a device's clock moves in whole sample periods.
             if slowest >= target_s - 1.0 {
                 break;
             }
@@ -435,29 +358,7 @@ impl Demo {
                 collected: 0,
             });
         }
-        // The two devices only there for their MAC slots: paired into a
-        // scratch database so they can be signed for (see `unstick`).
-        let scratch = Db::open_in_memory()?;
-        let used: Vec<(usize, usize)> = ROLES.iter().map(|r| (r.fleet, r.index)).collect();
-        for (fi, f) in demo.fleets.iter().enumerate() {
-            for (i, info) in f.devices().iter().enumerate() {
-                if used.contains(&(fi, i)) {
-                    continue;
-                }
-                let mut dev = HttpDevice::new(&info.url, None, DEVICE_TIMEOUT);
-                collector::pair::pair(
-                    &scratch,
-                    &mut dev,
-                    &fleet_secret,
-                    &PairOptions {
-                        token: "unused".into(),
-                        ..PairOptions::default()
-                    },
-                )?;
-            }
-        }
         demo.timings.pair_s = tp.elapsed().as_secs_f64();
-        unstick(&demo.fleets, &fleet_secret, log)?;
         let tc = Instant::now();
         for d in &mut demo.devices {
             let mac = Mac::parse(&d.id)
@@ -484,10 +385,34 @@ impl Demo {
         drop(db);
 
         // ---- sync
+        let ts = Instant::now();
+        let report = crate::actions::run_sync(
+            &home.join(collector::home::DB_FILE),
+            None,
+            Vec::new(),
+            &mut |_| {},
+        )?;
+        demo.timings.sync_s = ts.elapsed().as_secs_f64();
+        for d in &report.devices {
+            log(&format!(
+                "synced {} to ThingsBoard at {}: {} records sent, {} pending: {}",
+                d.name,
+                d.server.as_deref().unwrap_or(&tb_url),
+                d.sent,
+                d.pending,
+                crate::actions::sync_status_text(&d.status)
+            ));
+        }
         log(&format!(
-            "sync to ThingsBoard at {tb_url}: skipped, the sync engine (tbsync) is not in this build yet; \
-             readings stay 'pending sync'"
+            "sync: {} records in {:.2} s",
+            report.sent(),
+            demo.timings.sync_s
         ));
+        if matches!(opts.thingsboard, ThingsBoard::Mock) && !report.all_done() {
+            return Err(Error::BadRequest(
+                "syncing to the ThingsBoard mock failed (see the lines above)".into(),
+            ));
+        }
 
         // ---- dashboard
         let server = Server::start(ServerOptions {
@@ -517,6 +442,12 @@ impl Demo {
     /// URL of the ThingsBoard mock, when the demo runs one.
     pub fn thingsboard_mock_url(&self) -> Option<String> {
         self.mock.as_ref().map(|m| m.url())
+    }
+
+    /// The ThingsBoard mock, when the demo runs one (to read back what was
+    /// synced).
+    pub fn thingsboard_mock(&self) -> Option<&thingsboard_mock::MockServer> {
+        self.mock.as_ref()
     }
 
     /// Stops the dashboard, the devices and the mock; removes a temporary home.

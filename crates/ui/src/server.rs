@@ -12,7 +12,7 @@
 //! | GET | `/api/devices/{id}/energy?tz_offset_min=M` | `[DayEnergy]` (Wh per day) |
 //! | GET | `/api/devices/{id}/events?limit=N` | `[TimelineEvent]`, newest first |
 //! | GET, PUT | `/api/settings` | [`Settings`] plus read-only paths |
-//! | POST | `/api/actions/{collect,time,pair,sync,ota}` | 202 `{job, events}`; 501 when not backed yet |
+//! | POST | `/api/actions/{collect,time,pair,sync,ota}` | 202 `{job, events}`; 501 when not backed yet (ota) |
 //! | GET | `/api/jobs`, `/api/jobs/{id}` | job summaries |
 //! | GET | `/api/jobs/{id}/events` | server-sent events: `progress`, `log`, then `done` or `failed` |
 //!
@@ -180,7 +180,7 @@ fn settings_json(home: &std::path::Path, s: &Settings) -> serde_json::Value {
         "database": home.join(collector::home::DB_FILE).display().to_string(),
         "fleet_key_file": key.display().to_string(),
         "fleet_key_present": key.is_file(),
-        "sync_available": false,
+        "sync_available": true,
     })
 }
 
@@ -269,7 +269,13 @@ async fn action(
                 actions::pair(ctx, job, &b)
             })
         }
-        "sync" => Err(Error::NotImplemented(actions::SYNC_MISSING.into())),
+        "sync" => {
+            let target = parse_target()?;
+            let t = target.clone();
+            spawn_job(&st, "sync", &target, move |ctx, job| {
+                actions::sync(ctx, job, &t)
+            })
+        }
         "ota" => Err(Error::NotImplemented(actions::OTA_MISSING.into())),
         other => Err(Error::NotFound(format!(
             "no action {other:?}; actions are collect, time, pair, sync, ota"

@@ -53,6 +53,18 @@ fn follow(base: &str, events: &str) -> (Vec<String>, Value) {
     (names, last)
 }
 
+/// Distinct telemetry timestamps the mock holds for a device.
+fn timestamps(tb: &thingsboard_mock::MockServer, name: &str) -> usize {
+    tb.with_device(name, |d| {
+        d.telemetry
+            .values()
+            .flat_map(|m| m.keys().copied())
+            .collect::<std::collections::BTreeSet<i64>>()
+            .len()
+    })
+    .unwrap_or(0)
+}
+
 #[test]
 fn demo_api_end_to_end() {
     let t = Instant::now();
@@ -79,6 +91,7 @@ fn demo_api_end_to_end() {
     let devs = fleet["devices"].as_array().unwrap();
     assert_eq!(devs.len(), 3, "{fleet}");
     let mock = demo.thingsboard_mock_url().unwrap();
+    let tb = demo.thingsboard_mock().unwrap();
     for d in devs {
         let ssid = d["ssid"].as_str().unwrap();
         assert!(ssid.starts_with("OFMon-"), "{ssid}");
@@ -87,7 +100,10 @@ fn demo_api_end_to_end() {
         // A day of 1-minute records, minus power-cut outages.
         let n = d["records"].as_u64().unwrap();
         assert!((1200..=1500).contains(&n), "{n} records");
-        assert_eq!(d["pending_sync"].as_u64(), Some(n));
+        // The demo synced everything to the mock: one timestamp per record.
+        assert_eq!(d["pending_sync"].as_u64(), Some(0), "{d}");
+        let name = d["name"].as_str().unwrap();
+        assert_eq!(timestamps(tb, name), n as usize, "{name}");
         assert!(d["storage"]["used_bytes"].as_u64().unwrap() > 0);
         assert!(d["last_collect_age_s"].as_i64().unwrap() < 120);
         // The collect set the clock after reading /info.
@@ -176,9 +192,33 @@ fn demo_api_end_to_end() {
     let (names, _) = follow(&base, started["events"].as_str().unwrap());
     assert_eq!(names.iter().filter(|n| *n == "progress").count(), 3);
 
-    let (s, e) = post(&format!("{base}api/actions/sync"), "{}", None);
-    assert_eq!(s, 501, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("not available"));
+    // Sync: the records collected since the demo's own sync reach the mock.
+    let tb_name = &demo.devices[0].tb_name;
+    let before = timestamps(tb, tb_name);
+    let (_, d0) = get(&format!("{base}api/devices/{id}"));
+    let pending = d0["pending_sync"].as_u64().unwrap();
+    let (s, started) = post(&format!("{base}api/actions/sync"), "{}", None);
+    assert_eq!(s, 202, "{started}");
+    let (names, last) = follow(&base, started["events"].as_str().unwrap());
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("done"),
+        "{names:?} {last}"
+    );
+    let sent: u64 = last["result"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["sent"].as_u64().unwrap())
+        .sum();
+    assert!(sent >= pending, "{last}");
+    assert_eq!(timestamps(tb, tb_name), before + pending as usize);
+    let (_, fleet) = get(&format!("{base}api/fleet"));
+    for d in fleet["devices"].as_array().unwrap() {
+        assert_eq!(d["pending_sync"].as_u64(), Some(0), "{d}");
+    }
+    let (_, settings) = get(&format!("{base}api/settings"));
+    assert_eq!(settings["sync_available"], true);
     let (s, _) = post(&format!("{base}api/actions/ota"), "{}", None);
     assert_eq!(s, 501);
     let (s, _) = post(

@@ -199,16 +199,49 @@ fn dashboard_in_headless_chromium() {
         job["text"].as_str().unwrap().contains("new record"),
         "{job}"
     );
-    // Sync is not backed yet: a clear message, not a silent failure.
+    // ---- sync with live progress: the mock then holds every record.
     page.eval("document.getElementById('sync-btn').click(); true");
     page.wait_for(
         "document.querySelector('.job[data-action=sync]') && \
-         document.querySelector('.job[data-action=sync]').dataset.state === 'failed'",
+         document.querySelector('.job[data-action=sync]').dataset.state !== 'running'",
         LONG,
-        "sync refusal shown",
+        "sync to finish",
     );
-    let sync = page.eval("document.querySelector('.job[data-action=sync]').innerText");
-    assert!(sync.as_str().unwrap().contains("not available"), "{sync}");
+    let sync = page.eval(
+        "(() => { const j = document.querySelector('.job[data-action=sync]'); \
+          return { state: j.dataset.state, text: j.innerText }; })()",
+    );
+    assert_eq!(sync["state"], "done", "{sync}");
+    assert!(
+        sync["text"].as_str().unwrap().contains("record(s) sent"),
+        "{sync}"
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
+    let fleet: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(format!("{base}api/fleet"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let tb = demo.thingsboard_mock().unwrap();
+    for d in fleet["devices"].as_array().unwrap() {
+        let name = d["name"].as_str().unwrap();
+        let held = tb
+            .with_device(name, |m| {
+                m.telemetry
+                    .values()
+                    .flat_map(|t| t.keys().copied())
+                    .collect::<std::collections::BTreeSet<i64>>()
+                    .len()
+            })
+            .unwrap();
+        assert_eq!(Some(held as u64), d["records"].as_u64(), "{name}: {d}");
+        assert_eq!(d["pending_sync"].as_u64(), Some(0), "{d}");
+    }
     page.eval(
         "document.querySelectorAll('.job').forEach(j => j.remove()); window.scrollTo(0, 0); true",
     );
