@@ -175,7 +175,7 @@ fn ci() -> Result<()> {
     // history) and a real headless Chromium: release build, below.
     run(cargo().args(["test", "--workspace", "--exclude", "ui"]))?;
     run(cargo()
-        .env("OFMON_DEMO_HISTORY_DAYS", "2")
+        .env("OFMON_DEMO_HISTORY_DAYS", "3")
         .args(["test", "--release", "-p", "ui"]))?;
     // The full power-cut campaign (10,000 cuts) runs in release: minutes in debug.
     run(cargo().args(["test", "--release", "-p", "store", "--test", "powercut"]))?;
