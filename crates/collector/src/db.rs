@@ -120,6 +120,12 @@ CREATE TABLE IF NOT EXISTS time_sync (
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (device_id, boot_id, uptime_ms)
 ) WITHOUT ROWID;
+";
+
+/// The sync outbox: one row per (destination, device, seq) once a record has
+/// been tried; no row means pending. `tbsync` creates it through this same
+/// constant, so the two never disagree.
+pub const OUTBOX_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS destination (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -245,6 +251,7 @@ impl Db {
             return Err(Error::Schema(version));
         }
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(OUTBOX_SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Db { conn })
     }

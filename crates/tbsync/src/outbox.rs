@@ -20,24 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Error;
 use crate::telemetry::{Circuit, Reading};
 
-const OUTBOX_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS destination (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    url TEXT NOT NULL,
-    UNIQUE (kind, url)
-);
-CREATE TABLE IF NOT EXISTS sync_state (
-    destination_id INTEGER NOT NULL REFERENCES destination(id),
-    device_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'rejected')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    updated_ms INTEGER NOT NULL,
-    PRIMARY KEY (destination_id, device_id, seq)
-) WITHOUT ROWID;
-";
+use collector::db::OUTBOX_SCHEMA;
 
 /// `destination.kind` of ThingsBoard servers.
 pub const DESTINATION_KIND: &str = "thingsboard";
