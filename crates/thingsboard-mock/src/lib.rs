@@ -15,8 +15,11 @@
 //! - **Storage** by (device, key, ts) with upsert: resending a point
 //!   overwrites it. Numbers written without `.`/exponent are kept as longs,
 //!   others as doubles, as ThingsBoard does.
-//! - **REST subset** (tenant user): `POST /api/auth/login`, `X-Authorization:
-//!   Bearer <token>`, `POST /api/device` (400 on a duplicate name),
+//! - **REST subset** (tenant user): `POST /api/auth/login` and
+//!   `POST /api/auth/token` (refresh token → new pair; 401 once expired),
+//!   `X-Authorization: Bearer <token>`, `POST /api/device` (create, 400 on a
+//!   duplicate name; with an `id`, update; `additionalInfo.gateway` is the
+//!   "Is gateway" flag), `GET /api/device/{id}`,
 //!   `GET /api/device/{id}/credentials`, `GET /api/tenant/devices?pageSize=&page=`
 //!   (paged) and `?deviceName=` (one device or 404),
 //!   `GET /api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=&startTs=&endTs=&limit=&orderBy=`
@@ -134,6 +137,8 @@ pub struct MockDevice {
     pub attributes: BTreeMap<String, TbValue>,
     /// Time series: key → ts → value.
     pub telemetry: BTreeMap<String, BTreeMap<i64, TbValue>>,
+    /// The "Is gateway" flag (`additionalInfo.gateway`).
+    pub gateway: bool,
 }
 
 #[derive(Default)]
@@ -150,6 +155,7 @@ struct Inner {
     devices: Vec<MockDevice>,
     by_token: HashMap<String, usize>,
     sessions: Vec<String>,
+    refresh_tokens: Vec<String>,
     faults: Faults,
     rate: HashMap<String, (Instant, u32)>,
     body_limit: usize,
@@ -364,6 +370,37 @@ impl MockServer {
         g.devices.iter().find(|d| d.name == name).map(f)
     }
 
+    /// Renames and relabels a device, as an administrator would in the UI.
+    /// Returns false if there is no device `name` or `new_name` is taken by
+    /// another device.
+    pub fn update_device(&self, name: &str, new_name: &str, label: Option<&str>) -> bool {
+        let mut g = self.shared.lock();
+        if name != new_name && g.devices.iter().any(|d| d.name == new_name) {
+            return false;
+        }
+        match g.devices.iter_mut().find(|d| d.name == name) {
+            Some(d) => {
+                d.name = new_name.to_string();
+                d.label = label.map(str::to_string);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every REST access token (JWT) expires now, as after the real server's
+    /// token lifetime (2.5 h by default); refresh tokens stay valid.
+    pub fn expire_sessions(&self) {
+        self.shared.lock().sessions.clear();
+    }
+
+    /// Every refresh token becomes invalid (expired after its lifetime, one
+    /// week by default, or the signing key changed): clients must log in with
+    /// a password again.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.lock().refresh_tokens.clear();
+    }
+
     /// Number of stored (key, ts) points of a device (0 if unknown).
     pub fn point_count(&self, name: &str) -> usize {
         self.shared
@@ -407,6 +444,7 @@ fn create_device(
         created_ms: now_ms(),
         attributes: BTreeMap::new(),
         telemetry: BTreeMap::new(),
+        gateway: false,
     });
     g.by_token.insert(token, i);
     Ok(i)
@@ -444,6 +482,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/{token}/telemetry", post(device_telemetry))
         .route("/api/v1/{token}/attributes", post(device_attributes))
         .route("/api/auth/login", post(login))
+        .route("/api/auth/token", post(refresh_login))
         .route("/api/device", post(rest_create_device))
         .route("/api/device/{id}", get(rest_get_device))
         .route("/api/device/{id}/credentials", get(rest_credentials))
@@ -857,10 +896,36 @@ async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     if b.username != TENANT_USER || b.password != TENANT_PASSWORD {
         return tb_error(StatusCode::UNAUTHORIZED, "Invalid username or password", 10);
     }
+    new_session(&shared)
+}
+
+/// A new access token and refresh token pair.
+fn new_session(shared: &Shared) -> Response {
     let token = format!("mock.{}", uuid::Uuid::new_v4().simple());
     let refresh = format!("mock-refresh.{}", uuid::Uuid::new_v4().simple());
-    shared.lock().sessions.push(token.clone());
+    let mut g = shared.lock();
+    g.sessions.push(token.clone());
+    g.refresh_tokens.push(refresh.clone());
     axum::Json(json!({"token": token, "refreshToken": refresh})).into_response()
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    #[serde(rename = "refreshToken")]
+    refresh_token: String,
+}
+
+/// `POST /api/auth/token` `{"refreshToken"}` → a new `{"token",
+/// "refreshToken"}`; 401 when the refresh token is unknown or expired.
+async fn refresh_login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<RefreshBody>(&body) else {
+        return tb_error(StatusCode::BAD_REQUEST, "Invalid request body", 31);
+    };
+    let known = shared.lock().refresh_tokens.contains(&b.refresh_token);
+    if !known {
+        return tb_error(StatusCode::UNAUTHORIZED, "Token has expired", 11);
+    }
+    new_session(&shared)
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
@@ -885,16 +950,25 @@ fn device_json(d: &MockDevice) -> Value {
         "name": d.name,
         "type": d.profile,
         "label": d.label,
-        "additionalInfo": null,
+        "additionalInfo": if d.gateway { json!({"gateway": true}) } else { Value::Null },
     })
 }
 
 #[derive(Deserialize)]
 struct CreateDevice {
+    /// Present when saving an existing device (update).
+    id: Option<EntityId>,
     name: String,
     #[serde(rename = "type")]
     profile: Option<String>,
     label: Option<String>,
+    #[serde(rename = "additionalInfo")]
+    additional_info: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct EntityId {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -923,9 +997,38 @@ async fn rest_create_device(
         );
     }
     let mut g = shared.lock();
+    let gateway = b
+        .additional_info
+        .as_ref()
+        .and_then(|a| a.get("gateway"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(EntityId { id }) = b.id {
+        // Save of an existing device: update it, as the real server does.
+        if g.devices.iter().any(|d| d.name == b.name && d.id != id) {
+            return tb_error(
+                StatusCode::BAD_REQUEST,
+                "Device with such name already exists!",
+                31,
+            );
+        }
+        let Some(d) = g.devices.iter_mut().find(|d| d.id == id) else {
+            return tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32);
+        };
+        d.name = b.name;
+        d.label = b.label;
+        d.gateway = gateway;
+        if let Some(p) = b.profile {
+            d.profile = p;
+        }
+        return axum::Json(device_json(d)).into_response();
+    }
     let profile = b.profile.unwrap_or_else(|| "default".to_string());
     match create_device(&mut g, &b.name, &profile, b.label, q.access_token) {
-        Ok(i) => axum::Json(device_json(&g.devices[i])).into_response(),
+        Ok(i) => {
+            g.devices[i].gateway = gateway;
+            axum::Json(device_json(&g.devices[i])).into_response()
+        }
         Err(_) => tb_error(
             StatusCode::BAD_REQUEST,
             "Device with such name already exists!",

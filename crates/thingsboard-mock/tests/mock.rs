@@ -265,3 +265,76 @@ fn rest_login_devices_credentials_timeseries() {
         .unwrap();
     assert_eq!(ts["p"], json!([{"ts": 1149, "value": "149"}]));
 }
+
+#[test]
+fn refresh_token_rename_and_gateway_flag() {
+    let m = MockServer::start().unwrap();
+    let c = client();
+    let r: Value = c
+        .post(format!("{}/api/auth/login", m.url()))
+        .json(&json!({"username": TENANT_USER, "password": TENANT_PASSWORD}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let refresh = r["refreshToken"].as_str().unwrap().to_string();
+    let auth = |jwt: &str| format!("Bearer {jwt}");
+    // A gateway device: the flag comes back in additionalInfo.
+    let gw: Value = c
+        .post(format!("{}/api/device", m.url()))
+        .header("X-Authorization", auth(r["token"].as_str().unwrap()))
+        .json(&json!({"name": "gw", "additionalInfo": {"gateway": true}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(gw["additionalInfo"]["gateway"], true);
+    assert!(m.device("gw").unwrap().gateway);
+    // The access token expires; the refresh token gives a new pair.
+    m.expire_sessions();
+    let id = gw["id"]["id"].as_str().unwrap();
+    let get = |jwt: &str| {
+        c.get(format!("{}/api/device/{id}", m.url()))
+            .header("X-Authorization", auth(jwt))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(get(r["token"].as_str().unwrap()).status().as_u16(), 401);
+    let r2: Value = c
+        .post(format!("{}/api/auth/token", m.url()))
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let jwt = r2["token"].as_str().unwrap().to_string();
+    assert!(r2["refreshToken"].as_str().is_some());
+    // Renamed in the UI: the device by id shows the new name and label.
+    assert!(m.update_device("gw", "gateway one", Some("roof")));
+    let d: Value = get(&jwt).json().unwrap();
+    assert_eq!(d["name"], "gateway one");
+    assert_eq!(d["label"], "roof");
+    // Save with an id updates instead of creating.
+    let mut upd = d.clone();
+    upd["label"] = json!("cellar");
+    let s = c
+        .post(format!("{}/api/device", m.url()))
+        .header("X-Authorization", auth(&jwt))
+        .json(&upd)
+        .send()
+        .unwrap();
+    assert_eq!(s.status().as_u16(), 200);
+    assert_eq!(m.devices().len(), 1);
+    assert_eq!(
+        m.device("gateway one").unwrap().label.as_deref(),
+        Some("cellar")
+    );
+    // Expired refresh tokens: 401.
+    m.revoke_refresh_tokens();
+    let s = c
+        .post(format!("{}/api/auth/token", m.url()))
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .unwrap();
+    assert_eq!(s.status().as_u16(), 401);
+}
