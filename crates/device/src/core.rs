@@ -1303,7 +1303,7 @@ impl<F: NorFlash, O: OtaSlot> Service for Device<F, O> {
             req.method,
             &req.path_and_query(),
             len,
-        )?;
+        );
         self.upload = Some(up);
         Ok(())
     }

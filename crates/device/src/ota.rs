@@ -8,6 +8,13 @@
 //! slot is touched, and the slot is activated only after both the request
 //! signature and the image digest verify. A truncated, unsigned or altered
 //! upload never becomes bootable.
+//!
+//! Authentication answers first: a refusal found while the body streams
+//! (OTA off, too large, bad manifest, slot error) aborts the slot at once but
+//! is only *remembered*; the rest of the body is still hashed, and at the end
+//! a bad request signature answers 401 before the remembered refusal is
+//! told. So an unauthenticated client learns nothing but 401 (only a
+//! truncated body, which cannot be authenticated, answers 400 as such).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -37,10 +44,15 @@ pub struct Upload {
     rx: Option<OtaReceiver>,
     written: usize,
     begun: bool,
+    /// A refusal found before the request was authenticated; answered after
+    /// the signature verified.
+    refused: Option<Response>,
 }
 
 impl Upload {
-    /// Starts an upload of `len` body bytes.
+    /// Starts an upload of `len` body bytes. A refusal that does not need
+    /// the body (OTA off, larger than the slot) is remembered and answered
+    /// by [`Self::finish`] once the request signature verified.
     #[allow(clippy::too_many_arguments)]
     pub fn begin<O: OtaSlot>(
         opts: &OtaOptions,
@@ -52,34 +64,59 @@ impl Upload {
         method: &str,
         path_query: &str,
         len: usize,
-    ) -> Result<Self, Response> {
-        let Some(pk) = opts.public_key else {
-            return Err(Response::error(
-                501,
-                "this device has no firmware key; OTA is off",
-            ));
-        };
-        let pk = FirmwarePublicKey::from_bytes(&pk)
-            .map_err(|_| Response::error(500, "firmware public key invalid"))?;
+    ) -> Self {
         let capacity = slot.capacity();
-        if len > capacity + protocol::firmware::MANIFEST_LEN {
-            return Err(Response::error(413, "image larger than the OTA slot"));
-        }
-        Ok(Self {
+        let (rx, refused) = match opts.public_key.map(|pk| FirmwarePublicKey::from_bytes(&pk)) {
+            None => (
+                None,
+                Some(Response::error(
+                    501,
+                    "this device has no firmware key; OTA is off",
+                )),
+            ),
+            Some(Err(_)) => (
+                None,
+                Some(Response::error(500, "firmware public key invalid")),
+            ),
+            Some(Ok(_)) if len > capacity + protocol::firmware::MANIFEST_LEN => (
+                None,
+                Some(Response::error(413, "image larger than the OTA slot")),
+            ),
+            Some(Ok(pk)) => (
+                Some(OtaReceiver::new(pk, running, board, capacity as u32)),
+                None,
+            ),
+        };
+        Self {
             key,
             auth,
             method: method.to_string(),
             path_query: path_query.to_string(),
             hasher: BodyHasher::new(),
-            rx: Some(OtaReceiver::new(pk, running, board, capacity as u32)),
+            rx,
             written: 0,
             begun: false,
-        })
+            refused,
+        }
     }
 
-    /// Feeds the next body bytes.
+    /// Feeds the next body bytes. A refusal (bad manifest or image, slot
+    /// error) aborts the slot and is remembered for [`Self::finish`]; the
+    /// body keeps being hashed so the signature can still be checked first.
     pub fn chunk<O: OtaSlot>(&mut self, slot: &mut O, data: &[u8]) -> Result<(), Response> {
         self.hasher.update(data);
+        if self.refused.is_some() {
+            return Ok(());
+        }
+        if let Err(r) = self.feed(slot, data) {
+            self.abort(slot);
+            self.rx = None;
+            self.refused = Some(r);
+        }
+        Ok(())
+    }
+
+    fn feed<O: OtaSlot>(&mut self, slot: &mut O, data: &[u8]) -> Result<(), Response> {
         let Some(rx) = self.rx.as_mut() else {
             return Err(Response::error(400, "upload already finished"));
         };
@@ -109,8 +146,9 @@ impl Upload {
         }
     }
 
-    /// Ends the upload: verifies the request signature over the body hash and
-    /// the image, then activates the slot. Returns the new version.
+    /// Ends the upload: verifies the request signature over the body hash
+    /// (401 first), then answers a remembered refusal, then verifies the
+    /// image and activates the slot. Returns the new version.
     pub fn finish<O: OtaSlot>(
         mut self,
         slot: &mut O,
@@ -140,6 +178,9 @@ impl Upload {
                 slot,
                 Response::error(401, "bad request signature"),
             );
+        }
+        if let Some(r) = self.refused.take() {
+            return fail(&mut self, slot, r);
         }
         let Some(rx) = self.rx.take() else {
             return fail(

@@ -146,6 +146,19 @@ fn signed_ota_end_to_end() {
         request(&d.url, "POST", "/api/v1/ota", &[], &good).status,
         401
     );
+    // Not firmware at all, under a bad signature: authentication answers
+    // before the manifest parser (401, not 400).
+    for junk in [b"hello world".repeat(20), vec![0xA5; 9000]] {
+        let h = c.sign("POST", "/api/v1/ota", b"something else", now_ms());
+        let r = request(
+            &d.url,
+            "POST",
+            "/api/v1/ota",
+            &[("Authorization", h)],
+            &junk,
+        );
+        assert_eq!(r.status, 401, "junk under a bad signature: {}", r.text());
+    }
     std::thread::sleep(Duration::from_millis(300));
     let st = fleet.stats(0).unwrap();
     assert_eq!(st.boots, boots, "no refusal rebooted the device");

@@ -299,9 +299,11 @@ pub fn render(r: &CampaignReport) -> String {
          another device's secret or key derivable from a captured device's secret or API key {}, \
          cross-device signatures accepted {}, API-key Hamming distance mean {:.1} bits \
          (128 = unrelated), min {} — {}.\n\n\
-         Findings: `POST /api/v1/ota` parses the manifest before the request signature can be \
-         checked (it covers the whole body), so an unauthenticated garbage upload answers 400 \
-         rather than 401; a genuine signed image under a wrong request key is refused 401 and \
+         `POST /api/v1/ota` is also sent bodies that are not firmware (8 KiB of junk, 5 bytes, \
+         the spec's example) unsigned, under a random key and with the signature of another \
+         body: all 401 (the device hashes the whole body and checks the request signature \
+         before it tells any manifest refusal — fixed: it used to answer 400 from the manifest \
+         parser first). A genuine signed image under a wrong request key is refused 401 and \
          never activated. A device without a wall clock (after a reboot, before a collector \
          sets it) cannot refuse future-dated requests; replays stay refused by the nonce ring \
          and the persisted floor (tested across a reboot and across ring turnover).\n",

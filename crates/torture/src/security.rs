@@ -530,6 +530,40 @@ pub fn run(spec_path: &Path, home: &Path) -> Result<SecurityReport> {
             s.send(op, &target, Some(h), body)?.status,
         );
 
+        // OTA with bodies that are not firmware at all: authentication
+        // must answer (401) before the manifest parser can (400).
+        if op.path.ends_with("/ota") {
+            let mut junk: Vec<u8> = (0..8192u32).map(|i| (i * 131 % 253) as u8).collect();
+            junk[..4].copy_from_slice(b"JUNK");
+            let garbage: [(&str, Vec<u8>); 3] = [
+                ("garbage body", junk),
+                ("short garbage body", b"hello".to_vec()),
+                ("spec example body", op.body.clone()),
+            ];
+            for (what, g) in &garbage {
+                probe(
+                    &mut rep,
+                    &route,
+                    &format!("{what}, unsigned"),
+                    s.send(op, &target, None, g)?.status,
+                );
+                let h = s.header(&random_key, &op.method, &target, g, now_ms());
+                probe(
+                    &mut rep,
+                    &route,
+                    &format!("{what}, random key"),
+                    s.send(op, &target, Some(h), g)?.status,
+                );
+                let h = s.header(&key, &op.method, &target, b"another body", now_ms());
+                probe(
+                    &mut rep,
+                    &route,
+                    &format!("{what}, signature of another body"),
+                    s.send(op, &target, Some(h), g)?.status,
+                );
+            }
+        }
+
         // Control: correctly signed must get past auth.
         let boots = boot_count(&dev.url)?;
         let body = control_body.as_slice();
