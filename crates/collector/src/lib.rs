@@ -41,8 +41,8 @@ pub use db::Db;
 /// Errors of the collector library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// SQLite failed.
-    #[error("database: {0}")]
+    /// SQLite failed (a full or failing disk says so, and what to do).
+    #[error("database: {}{}", .0, db_hint(.0))]
     Db(#[from] rusqlite::Error),
     /// The database was written by a newer collector.
     #[error("database schema version {0} is newer than this collector understands; upgrade ofmon")]
@@ -62,6 +62,26 @@ pub enum Error {
     /// Configuration problem (home, fleet key, arguments).
     #[error("{0}")]
     Config(String),
+}
+
+/// What to do about a database error the user can fix: a full disk
+/// (`SQLITE_FULL`) or a failing write (`SQLITE_IOERR`, which is also what a
+/// full disk gives when SQLite grows its shared-memory file). Empty for
+/// other errors. Appended to [`Error::Db`] and to the sync's database error.
+pub fn db_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            " — the disk holding the collector database is full: free some space there \
+             (or use another home with --home) and run again; everything committed \
+             before is kept and the next run resumes where this one stopped"
+        }
+        Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            " — writing the collector database failed: check that its disk is not full \
+             (free some space) and is healthy, then run again; everything committed \
+             before is kept and the next run resumes where this one stopped"
+        }
+        _ => "",
+    }
 }
 
 /// The collector's wall clock, unix ms.

@@ -41,8 +41,8 @@ pub use http::Gzip;
 /// Errors of the ThingsBoard client and sync engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The collector database failed.
-    #[error("database: {0}")]
+    /// The collector database failed (a full disk says so, and what to do).
+    #[error("database: {}{}", .0, collector::db_hint(.0))]
     Db(#[from] rusqlite::Error),
     /// Bad settings (URL, CA file, transport).
     #[error("{0}")]

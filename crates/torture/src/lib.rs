@@ -12,6 +12,10 @@
 //!   mid-stream, stalls, delays, throttles) — `tc netem` is not available.
 //! - [`links`]: collect from a simulated device through that proxy.
 //! - [`crash`]: `kill -9` of the `ofmon collect` process at random moments.
+//! - [`sync`]: sync to the ThingsBoard mock through the hostile link, and
+//!   `kill -9` of `ofmon sync` at random moments.
+//! - [`servers`]: `ofmon sync` against a misbehaving server (500, 401,
+//!   413, slow, dropped, down) and a full disk under `ofmon collect`/`sync`.
 //! - [`smoke`]: random-input smoke over the fuzz entry points (the stable
 //!   counterpart of the `fuzz/` cargo-fuzz targets).
 //! - [`campaign`]: runs everything for a [`Profile`] and collects one
@@ -32,7 +36,9 @@ pub mod links;
 pub mod power;
 pub mod proxy;
 pub mod security;
+pub mod servers;
 pub mod smoke;
+pub mod sync;
 
 /// How hard to push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
