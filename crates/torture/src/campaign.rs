@@ -47,6 +47,15 @@ pub struct CampaignReport {
     pub crash: Option<CrashReport>,
     /// Why the crash campaign did not run.
     pub crash_skipped: Option<String>,
+    /// Sync to the ThingsBoard mock through the hostile link.
+    #[serde(default)]
+    pub sync_link: Option<crate::sync::SyncLinkReport>,
+    /// kill -9 of `ofmon sync`.
+    #[serde(default)]
+    pub sync_kills: Option<crate::sync::SyncKillReport>,
+    /// Bad servers and a full collector disk.
+    #[serde(default)]
+    pub servers: Option<crate::servers::ServersReport>,
     /// cargo-fuzz runs (long profile).
     pub fuzz: Vec<FuzzRun>,
 }
@@ -58,6 +67,18 @@ impl CampaignReport {
             && self.security.ok()
             && self.links.ok()
             && self.crash.as_ref().is_none_or(CrashReport::ok)
+            && self
+                .sync_link
+                .as_ref()
+                .is_none_or(crate::sync::SyncLinkReport::ok)
+            && self
+                .sync_kills
+                .as_ref()
+                .is_none_or(crate::sync::SyncKillReport::ok)
+            && self
+                .servers
+                .as_ref()
+                .is_none_or(crate::servers::ServersReport::ok)
             && self.fuzz.iter().all(|f| f.crashes == 0)
     }
 }
@@ -140,6 +161,38 @@ pub fn run(
             LinkOptions::short()
         },
     )?;
+    eprintln!("torture: sync through the hostile link");
+    let sync_link = Some(crate::sync::run_link(
+        &dir("sync-link")?,
+        &if long {
+            crate::sync::SyncLinkOptions::long()
+        } else {
+            crate::sync::SyncLinkOptions::short()
+        },
+    )?);
+    let (mut sync_kills, mut servers) = (None, None);
+    if let Some(bin) = ofmon.as_deref() {
+        eprintln!("torture: kill -9 during sync");
+        sync_kills = Some(crate::sync::run_kills(
+            &dir("sync-kills")?,
+            bin,
+            &if long {
+                crate::sync::SyncKillOptions::long()
+            } else {
+                crate::sync::SyncKillOptions::short()
+            },
+        )?);
+        eprintln!("torture: bad servers and a full disk");
+        servers = Some(crate::servers::run(
+            &dir("servers")?,
+            bin,
+            &if long {
+                crate::servers::ServerOptions::long()
+            } else {
+                crate::servers::ServerOptions::short()
+            },
+        )?);
+    }
     eprintln!("torture: collector crashes");
     let (crash, crash_skipped) = match ofmon {
         Some(bin) => (
@@ -166,11 +219,14 @@ pub fn run(
         links,
         crash,
         crash_skipped,
+        sync_link,
+        sync_kills,
+        servers,
         fuzz,
     })
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**NOT MET**" }
 }
 
@@ -350,11 +406,9 @@ pub fn render(r: &CampaignReport) -> String {
         l.proxy.bytes_down,
         l.wall_s
     );
-    let _ = writeln!(
-        s,
-        "Sync to the ThingsBoard mock through the proxy, and the bad-server campaign \
-         (500 bursts, 401, 413, slow, dropped, full disk): **not measured** by this campaign yet.\n"
-    );
+    if let Some(x) = &r.sync_link {
+        let _ = writeln!(s, "{}", crate::sync::render_link(x));
+    }
 
     let _ = writeln!(s, "## Collector crashes (`kill -9` of `ofmon collect`)\n");
     match &r.crash {
@@ -369,8 +423,7 @@ pub fn render(r: &CampaignReport) -> String {
                  | points measured on the device / in the database | {} / {} | equal |\n\
                  | lost / duplicated | {} / {} | 0 / 0 — {} |\n\
                  | kills after which the device was acked beyond the database | {} | 0 |\n\
-                 | wall time | {:.1} s | |\n\n\
-                 Kills during sync to the ThingsBoard mock: **not measured** yet.\n",
+                 | wall time | {:.1} s | |\n",
                 k.kills,
                 k.kill_after_ms.0,
                 k.kill_after_ms.1,
@@ -391,6 +444,25 @@ pub fn render(r: &CampaignReport) -> String {
                 r.crash_skipped.as_deref().unwrap_or("?")
             );
         }
+    }
+
+    match &r.sync_kills {
+        Some(k) => {
+            let _ = writeln!(
+                s,
+                "{}",
+                crate::sync::render_kills(k, r.crash.as_ref().map(|c| c.kills))
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "## Collector crashes during sync\n\n**Not run**: ofmon binary not found.\n"
+            );
+        }
+    }
+    if let Some(x) = &r.servers {
+        let _ = writeln!(s, "{}", crate::servers::render(x));
     }
 
     let _ = writeln!(s, "## Bad input\n");

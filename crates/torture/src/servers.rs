@@ -557,3 +557,89 @@ pub fn run(work: &Path, ofmon: &Path, o: &ServerOptions) -> Result<ServersReport
     rep.wall_s = started.elapsed().as_secs_f64();
     Ok(rep)
 }
+
+/// The `docs/RELIABILITY.md` section of [`run`].
+pub fn render(r: &ServersReport) -> String {
+    use std::fmt::Write;
+    let esc = |t: &str| t.replace('|', "\\|");
+    let mut s = format!(
+        "## Bad servers and a full disk\n\n\
+         The real `ofmon sync` (3 devices, {} records) against a ThingsBoard mock that \
+         misbehaves, each case on a fresh server (everything to send); then the fault clears \
+         and `ofmon sync` runs again. Exit code: 0 when the run could still finish, non-zero \
+         when something was left undone; the message must name the problem and what to do. \
+         Lost = points missing or different on the server, duplicated = points no record \
+         explains or records marked sent that the server lacks.\n\n\
+         | fault | exit | what the user is told | next run completes | lost / duplicated | |\n\
+         |---|---|---|---|---|---|\n",
+        r.records
+    );
+    for c in &r.cases {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} / {} | {} |",
+            esc(&c.fault),
+            c.exit_code,
+            if c.message.is_empty() {
+                "(finished; nothing to tell)".to_string()
+            } else {
+                format!("`{}`", esc(&c.message))
+            },
+            if c.recovered { "yes" } else { "**no**" },
+            c.server.missing + c.server.wrong,
+            c.server.extra + c.sent_but_missing,
+            crate::campaign::verdict(c.ok())
+        );
+    }
+    s.push('\n');
+    match (&r.full_disk, &r.full_disk_skipped) {
+        (Some(f), _) => {
+            let _ = writeln!(
+                s,
+                "**Full disk on the collector.** The collector home on a {} KiB tmpfs (mounted \
+                 in a private user namespace, `unshare -rm`; no root needed) barely larger than \
+                 its database, with {} new records waiting on the devices: `ofmon collect` \
+                 fills it; then another program takes the last bytes and `ofmon sync` runs; \
+                 then the disk grows and both run again.\n\n\
+                 | figure | value | target |\n|---|---|---|\n\
+                 | `ofmon collect` on the full disk | exit {}, {} records committed: `{}` | non-zero, says full + what to do |\n\
+                 | `ofmon sync` on the full disk | exit {}: `{}` | non-zero, says full + what to do |\n\
+                 | after the disk grew: collect, sync exit codes | {}, {} | 0, 0 |\n\
+                 | records measured / in the database | {} / {} | equal |\n\
+                 | points on the server / expected | {} / {} | equal |\n\
+                 | lost / duplicated | {} / {} | 0 / 0 — {} |\n\n\
+                 Finding (fixed): SQLite's own texts were all the user got — `database or disk \
+                 is full` with no word on what to do, and for the sync `disk I/O error … \
+                 xShmMap`, which does not even say the disk is full. Database errors of the \
+                 collector and the sync now say the disk is full (or failing), to free space \
+                 and run again, and that everything committed is kept \
+                 (`collector::db_hint`; test `crates/collector/tests/disk_full.rs`).\n",
+                f.fs_kib,
+                f.to_collect,
+                f.collect_exit,
+                f.collected_while_full,
+                esc(&f.collect_message),
+                f.sync_exit,
+                esc(&f.sync_message),
+                f.recovery_exits.0,
+                f.recovery_exits.1,
+                f.measured,
+                f.db_records,
+                f.server.stored,
+                f.server.expected,
+                f.server.missing + f.server.wrong,
+                f.server.extra + f.sent_but_missing,
+                crate::campaign::verdict(f.ok())
+            );
+        }
+        (None, why) => {
+            let _ = writeln!(
+                s,
+                "**Full disk on the collector: not run**: {}.\n",
+                why.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let _ = writeln!(s, "Wall time {:.1} s.\n", r.wall_s);
+    s
+}

@@ -795,3 +795,94 @@ impl Rng {
         if n == 0 { 0 } else { self.0 % n }
     }
 }
+
+/// The `docs/RELIABILITY.md` section of [`run_link`].
+pub fn render_link(r: &SyncLinkReport) -> String {
+    format!(
+        "## Sync through the hostile link (collector → ThingsBoard mock)\n\n\
+         The collector database (records collected by the collector library from 3 fake devices \
+         on loopback, times reconstructed) synced by the sync engine that `ofmon sync` runs, over \
+         HTTP, to the ThingsBoard mock through the fault-injecting proxy: connections refused, \
+         reset mid-stream, stalled past the 2 s client timeout, delayed, throttled to 1 MB/s. \
+         Runs repeat until everything is sent, then the link heals for one clean run. After every \
+         run, whatever the server holds is compared with the database, and every record marked \
+         sent must be on the server.\n\n\
+         | figure | value | target |\n|---|---|---|\n\
+         | records in the database / points (device, key, ts) | {} / {} | |\n\
+         | sync runs through the faulty link until everything was sent | {} ({} ended with a device giving up for the run; done under faults: {}) | |\n\
+         | retries (backoffs) | {} ({} timeouts, {} resets/refused/dropped, {} server answers) | |\n\
+         | points written twice (resent after a lost answer; upserts of the same value) | {} | |\n\
+         | points on the server / expected | {} / {} | equal |\n\
+         | lost (missing or another value) / duplicated (unexplained points, marked sent but absent) | {} / {} | 0 / 0 — {} |\n\
+         | records still unsent after the clean run | {} | 0 |\n\
+         | errors other than link errors | {} | 0 |\n\
+         | proxy: connections, refused, resets, stalls | {}, {}, {}, {} | |\n\
+         | bytes up / down | {} / {} | |\n\
+         | wall time | {:.1} s | |\n\n\
+         MQTT (device and gateway API) through the proxy: not measured here (the mock speaks \
+         HTTP only; tbsync's own tests run MQTT against mosquitto).\n",
+        r.records,
+        r.points,
+        r.runs,
+        r.runs_gave_up,
+        if r.done_under_faults { "yes" } else { "no" },
+        r.retries,
+        r.timeouts,
+        r.transport_errors,
+        r.server_errors,
+        r.resent_points,
+        r.server.stored,
+        r.server.expected,
+        r.lost(),
+        r.duplicated(),
+        crate::campaign::verdict(r.ok()),
+        r.unsent,
+        r.other_errors.len(),
+        r.proxy.connections,
+        r.proxy.refused,
+        r.proxy.resets,
+        r.proxy.stalls,
+        r.proxy.bytes_up,
+        r.proxy.bytes_down,
+        r.wall_s
+    )
+}
+
+/// The `docs/RELIABILITY.md` section of [`run_kills`]; `collect_kills` from
+/// the collect crash campaign, for the total.
+pub fn render_kills(r: &SyncKillReport, collect_kills: Option<u64>) -> String {
+    format!(
+        "## Collector crashes during sync (`kill -9` of `ofmon sync`)\n\n\
+         The real `ofmon sync` binary (HTTP, batches of 20, server answers delayed 3 ms so \
+         requests are in flight) killed with SIGKILL at a random moment of each run, while the \
+         collector keeps collecting new records from 3 fake devices between runs; after every \
+         kill, every record marked sent must be on the server; then one clean `ofmon sync`.\n\n\
+         | figure | value | target |\n|---|---|---|\n\
+         | kills during sync | {} (runs lived {}–{} ms; {} runs finished before their kill) | |\n\
+         | kills in all, with the collect kills above | {} | ≥ 200 (long profile) |\n\
+         | records measured by the devices / in the database | {} / {} | equal |\n\
+         | points (device, key, ts) on the server / expected | {} / {} | equal |\n\
+         | lost / duplicated | {} / {} | 0 / 0 — {} |\n\
+         | records marked sent that the server lacked (checked after every kill) | {} | 0 |\n\
+         | points resent after a kill (upserts of the same value) | {} | |\n\
+         | final clean `ofmon sync` exit 0, nothing left unsent | {}, {} unsent | yes, 0 |\n\
+         | wall time | {:.1} s | |\n",
+        r.kills,
+        r.kill_after_ms.0,
+        r.kill_after_ms.1,
+        r.finished_before_kill,
+        r.kills + collect_kills.unwrap_or(0),
+        r.measured,
+        r.db_records,
+        r.server.stored,
+        r.server.expected,
+        r.lost(),
+        r.duplicated(),
+        crate::campaign::verdict(r.ok()),
+        r.sent_but_missing,
+        r.resent_points,
+        if r.final_clean { "yes" } else { "no" },
+        r.unsent,
+        r.wall_s
+    )
+}

@@ -22,4 +22,11 @@ fn bad_servers_and_a_full_disk_lose_nothing_and_say_what_to_do() {
         eprintln!("full disk not tested: {:?}", rep.full_disk_skipped);
     }
     assert!(rep.ok());
+    let md = torture::servers::render(&rep);
+    eprintln!("{md}");
+    assert_eq!(
+        md.matches("**met**").count(),
+        9 + usize::from(rep.full_disk.is_some())
+    );
+    assert!(!md.contains("NOT MET"));
 }

@@ -48,6 +48,10 @@ fn sync_through_a_hostile_link_gets_every_point_exactly_once() {
     assert_eq!(rep.records, 1200);
     assert!(rep.retries > 0, "the link never failed: {rep:?}");
     assert!(rep.proxy.resets > 0);
+    let md = torture::sync::render_link(&rep);
+    eprintln!("{md}");
+    assert!(md.contains(&format!("| {} / {} |", rep.server.stored, rep.points)));
+    assert!(md.contains("0 / 0 — **met**"));
 }
 
 #[test]
@@ -60,4 +64,8 @@ fn kill_9_during_ofmon_sync_loses_and_duplicates_nothing() {
     assert!(rep.ok(), "{rep:#?}");
     assert_eq!(rep.kills, u64::from(o.kills));
     assert!(rep.measured >= 3 * (o.records + u64::from(o.kills) * o.grow));
+    let md = torture::sync::render_kills(&rep, Some(20));
+    eprintln!("{md}");
+    assert!(md.contains(&format!("| {} | ≥ 200", rep.kills + 20)));
+    assert!(md.contains("0 / 0 — **met**"));
 }
