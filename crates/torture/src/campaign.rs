@@ -461,8 +461,16 @@ pub fn render(r: &CampaignReport) -> String {
             );
         }
     }
-    if let Some(x) = &r.servers {
-        let _ = writeln!(s, "{}", crate::servers::render(x));
+    match &r.servers {
+        Some(x) => {
+            let _ = writeln!(s, "{}", crate::servers::render(x));
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "## Bad servers and a full disk\n\n**Not run**: ofmon binary not found.\n"
+            );
+        }
     }
 
     let _ = writeln!(s, "## Bad input\n");
