@@ -50,6 +50,12 @@ pub struct CampaignReport {
     /// Sync to the ThingsBoard mock through the hostile link.
     #[serde(default)]
     pub sync_link: Option<crate::sync::SyncLinkReport>,
+    /// The same over the MQTT gateway API to mosquitto.
+    #[serde(default)]
+    pub sync_mqtt: Option<crate::sync::MqttLinkReport>,
+    /// Why the MQTT sync campaign did not run.
+    #[serde(default)]
+    pub sync_mqtt_skipped: Option<String>,
     /// kill -9 of `ofmon sync`.
     #[serde(default)]
     pub sync_kills: Option<crate::sync::SyncKillReport>,
@@ -71,6 +77,10 @@ impl CampaignReport {
                 .sync_link
                 .as_ref()
                 .is_none_or(crate::sync::SyncLinkReport::ok)
+            && self
+                .sync_mqtt
+                .as_ref()
+                .is_none_or(crate::sync::MqttLinkReport::ok)
             && self
                 .sync_kills
                 .as_ref()
@@ -170,6 +180,22 @@ pub fn run(
             crate::sync::SyncLinkOptions::short()
         },
     )?);
+    eprintln!("torture: MQTT gateway sync through the hostile link");
+    let (sync_mqtt, sync_mqtt_skipped) = match crate::sync::mosquitto() {
+        Ok(b) => {
+            drop(b);
+            let o = if long {
+                crate::sync::SyncLinkOptions::long()
+            } else {
+                crate::sync::SyncLinkOptions::short()
+            };
+            (
+                Some(crate::sync::run_mqtt_link(&dir("sync-mqtt")?, &o)?),
+                None,
+            )
+        }
+        Err(e) => (None, Some(e.to_string())),
+    };
     let (mut sync_kills, mut servers) = (None, None);
     if let Some(bin) = ofmon.as_deref() {
         eprintln!("torture: kill -9 during sync");
@@ -220,6 +246,8 @@ pub fn run(
         crash,
         crash_skipped,
         sync_link,
+        sync_mqtt,
+        sync_mqtt_skipped,
         sync_kills,
         servers,
         fuzz,
@@ -408,6 +436,18 @@ pub fn render(r: &CampaignReport) -> String {
     );
     if let Some(x) = &r.sync_link {
         let _ = writeln!(s, "{}", crate::sync::render_link(x));
+        match (&r.sync_mqtt, &r.sync_mqtt_skipped) {
+            (Some(m), _) => {
+                let _ = writeln!(s, "{}", crate::sync::render_mqtt_link(m));
+            }
+            (None, why) => {
+                let _ = writeln!(
+                    s,
+                    "The same over MQTT: **not run**: {}.\n",
+                    why.as_deref().unwrap_or("?")
+                );
+            }
+        }
     }
 
     let _ = writeln!(s, "## Collector crashes (`kill -9` of `ofmon collect`)\n");

@@ -69,3 +69,19 @@ fn kill_9_during_ofmon_sync_loses_and_duplicates_nothing() {
     assert!(md.contains(&format!("| {} | ≥ 200", rep.kills + 20)));
     assert!(md.contains("0 / 0 — **met**"));
 }
+
+#[test]
+fn mqtt_gateway_sync_through_a_hostile_link_delivers_every_point() {
+    if let Err(e) = torture::sync::mosquitto() {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut o = SyncLinkOptions::short();
+    o.records = 200;
+    let rep = torture::sync::run_mqtt_link(home.path(), &o).unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&rep).unwrap());
+    eprintln!("{}", torture::sync::render_mqtt_link(&rep));
+    assert!(rep.ok(), "{rep:#?}");
+    assert!(rep.proxy.resets + rep.proxy.refused + rep.proxy.stalls > 0);
+}
