@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Profile;
 use crate::crash::{CrashOptions, CrashReport};
 use crate::links::{LinkOptions, LinkReport};
+use crate::ota::{OtaCutOptions, OtaCutReport};
 use crate::power::{MountCost, PowerOptions, PowerReport};
 use crate::security::SecurityReport;
 
@@ -39,6 +40,9 @@ pub struct CampaignReport {
     pub power: PowerReport,
     /// Full-partition mount cost.
     pub mount: MountCost,
+    /// Power cuts during OTA (absent in reports saved before it existed).
+    #[serde(default)]
+    pub ota: Option<OtaCutReport>,
     /// Security campaign.
     pub security: SecurityReport,
     /// Collect through a hostile link.
@@ -70,6 +74,7 @@ impl CampaignReport {
     /// Whether every invariant held.
     pub fn ok(&self) -> bool {
         self.power.ok()
+            && self.ota.as_ref().is_none_or(OtaCutReport::ok)
             && self.security.ok()
             && self.links.ok()
             && self.crash.as_ref().is_none_or(CrashReport::ok)
@@ -157,6 +162,12 @@ pub fn run(
     } else {
         PowerOptions::short()
     });
+    eprintln!("torture: power cuts during OTA");
+    let ota = crate::ota::run(&if long {
+        OtaCutOptions::long()
+    } else {
+        OtaCutOptions::short()
+    });
     eprintln!("torture: full-partition mount");
     let mount = crate::power::mount_worst_case(if long { 200_000 } else { 130_000 });
     eprintln!("torture: security");
@@ -241,6 +252,7 @@ pub fn run(
         date: utc_now(),
         power,
         mount,
+        ota: Some(ota),
         security,
         links,
         crash,
@@ -341,10 +353,18 @@ pub fn render(r: &CampaignReport) -> String {
     }
     let _ = writeln!(
         s,
-        "Not covered here: cuts during OTA slot writes (the campaign's device has no OTA slot; \
-         the simulator's OTA tests cover rollback after a failed trial boot). The raw store has \
-         its own 10,000-cut campaign (`cargo test --release -p store --test powercut`).\n"
+        "The raw store has its own 10,000-cut campaign \
+         (`cargo test --release -p store --test powercut`).\n"
     );
+    match &r.ota {
+        Some(o) => render_ota(&mut s, o, p.cuts),
+        None => {
+            let _ = writeln!(
+                s,
+                "## Power cuts during OTA\n\n**Not run** in this report.\n"
+            );
+        }
+    }
 
     let c = &r.security;
     let _ = writeln!(
@@ -519,7 +539,7 @@ pub fn render(r: &CampaignReport) -> String {
             s,
             "cargo-fuzz targets in `fuzz/` (record decoder, store mount+read, device request \
              handling, firmware manifest, collector record stream): **not run** in this run \
-             (`cargo xtask torture --long` runs each for 10 minutes on nightly). CI runs the \
+             (`cargo xtask torture --long` runs all five at once on nightly, 10 minutes each). CI runs the \
              stable random-input smoke over the same entry points \
              (`cargo test -p torture --test smoke`: no panic, no hang, random bytes never \
              accepted as signed firmware).\n"
@@ -552,4 +572,69 @@ pub fn render(r: &CampaignReport) -> String {
          campaign parsed it (fixed)."
     );
     s
+}
+
+/// The OTA power-cut section.
+fn render_ota(s: &mut String, o: &OtaCutReport, other_cuts: u64) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "## Power cuts during OTA (device core, A/B slots and boot state on the same chip)\n\n\
+         The device core receives signed firmware uploads through its API (streamed in 1 KiB \
+         chunks, as the HTTP shell hands them over) while it meters, on one emulated NOR chip \
+         laid out like the board's partition table: a two-copy boot-state record, two app slots \
+         ({} KiB each here, 1 MiB on the chip) and the store. The OTA writer is written like the \
+         firmware's (whole 4 KiB sectors, each erased then programmed; `activate` flushes the \
+         last sector, then writes the boot-state entry); a stand-in bootloader applies the \
+         ESP-IDF rollback rules (a new image boots on trial, a trial that never confirmed is \
+         rolled back, an image failing its SHA-256 never runs). A cut strikes a random program \
+         or erase anywhere on the chip while the image streams, in its activation, in the state \
+         save after it, or in the trial boot (bootloader update, boot, self-test, \
+         confirmation); after each reboot the same upload is retried until the new image runs.\n\n\
+         | figure | value | target |\n|---|---|---|\n\
+         | power cuts during OTA | {} ({} while the image streamed, {} inside `activate`, {} after it before the reboot, {} in the trial boot) | ≥ 1,000 (long profile) |\n\
+         | what they struck | slot erase {}, slot program {}, boot-state record {}, store (appends, merges, state) {} | |\n\
+         | power cuts on the device core, both campaigns | {} | ≥ 10,000 (long profile) |\n\
+         | boots / uploads / images installed and run | {} / {} / {} | |\n\
+         | boots of another image than required (old unless `activate` completed, then the new; the new for good once confirmed) | {} | 0 — {} |\n\
+         | boots selecting an image that fails its SHA-256, or with no bootable image | {} | 0 — {} |\n\
+         | trials rolled back (cut before the confirmation completed) | {} | |\n\
+         | uploads retried after a cut left the old image running / succeeded | {} / {} | all — {} |\n\
+         | records committed / lost / boots whose registers did not restart from the newest record | {} / {} / {} | lost 0, 0 — {} |\n\
+         | wall time | {:.1} s | |\n",
+        o.slot_kib,
+        o.cuts,
+        o.during_stream,
+        o.during_activate,
+        o.after_activate,
+        o.during_trial,
+        o.slot_erase_cuts,
+        o.slot_program_cuts,
+        o.bootstate_cuts,
+        o.store_cuts,
+        o.cuts + other_cuts,
+        o.boots,
+        o.uploads,
+        o.installed,
+        o.wrong_image_boots,
+        verdict(o.wrong_image_boots == 0),
+        o.bad_image_boots,
+        verdict(o.bad_image_boots == 0),
+        o.rollbacks,
+        o.retries,
+        o.retries_ok,
+        verdict(o.retries == o.retries_ok),
+        o.committed,
+        o.lost,
+        o.register_mismatches,
+        verdict(o.lost == 0 && o.register_mismatches == 0),
+        o.wall_s
+    );
+    if !o.problems.is_empty() {
+        let _ = writeln!(s, "Problems:\n");
+        for x in &o.problems {
+            let _ = writeln!(s, "- {x}");
+        }
+        s.push('\n');
+    }
 }

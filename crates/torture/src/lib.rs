@@ -11,6 +11,8 @@
 //! - [`proxy`]: a seeded fault-injecting TCP proxy on loopback (resets
 //!   mid-stream, stalls, delays, throttles) — `tc netem` is not available.
 //! - [`links`]: collect from a simulated device through that proxy.
+//! - [`ota`]: power cuts while an OTA image streams in, activates and
+//!   boots on trial (A/B slots and boot state on the same emulated chip).
 //! - [`crash`]: `kill -9` of the `ofmon collect` process at random moments.
 //! - [`sync`]: sync to the ThingsBoard mock through the hostile link, and
 //!   `kill -9` of `ofmon sync` at random moments.
@@ -33,6 +35,7 @@ pub mod campaign;
 pub mod crash;
 pub mod http;
 pub mod links;
+pub mod ota;
 pub mod power;
 pub mod proxy;
 pub mod security;
