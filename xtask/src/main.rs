@@ -19,8 +19,9 @@ commands:
   ci                 fmt, clippy, tests, no_std/riscv builds, soft-float check
   bench [--json]     every benchmark with its baseline, in one run;
                      writes docs/BENCHMARKS.md
-  bench WHAT [--json]
-                     one benchmark: metering, store, collect or sync
+  bench WHAT... [--json]
+                     some benchmarks (metering, store, collect, sync,
+                     firmware); partial report in <target>/bench-partial/
   torture [--long]   reliability and security campaign; writes
                      docs/RELIABILITY.md (short profile by default)
   firmware           build the ESP32-C3 image, check its flash and RAM budget
@@ -206,24 +207,9 @@ fn bench(args: &[String]) -> Result<()> {
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
         .collect();
-    let all = ["metering", "store", "collect", "sync"];
     if what.is_empty() {
-        return report::run(json);
+        report::run(json)
+    } else {
+        report::run_some(&what, json)
     }
-    for w in &what {
-        let pkg = match *w {
-            "metering" => "meter-bench",
-            "store" => "store-bench",
-            "collect" => "collect-bench",
-            "sync" => "sync-bench",
-            other => bail!("unknown bench `{other}`; choose from: {}", all.join(", ")),
-        };
-        let mut cmd = cargo();
-        cmd.args(["run", "--release", "-q", "-p", pkg, "--"]);
-        if json {
-            cmd.arg("--json");
-        }
-        run(&mut cmd)?;
-    }
-    Ok(())
 }

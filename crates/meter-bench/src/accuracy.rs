@@ -121,6 +121,35 @@ pub struct Summary {
     pub ours_points_meeting_target: usize,
 }
 
+/// One point of the error-vs-load sweep (the report's plot).
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    /// Mains frequency (Hz).
+    pub frequency_hz: f64,
+    /// Label of the power factor ("1", "0.5 lag", "0.8 lead").
+    pub pf: &'static str,
+    /// Current as percent of the CT rating.
+    pub load_pct: f64,
+    /// Our real-power error (%).
+    pub ours_err_pct: f64,
+    /// The baseline's real-power error (%), mean over its bursts.
+    pub baseline_err_pct: f64,
+}
+
+/// Real-power error against load, finer than the grid, for a curve: the
+/// same scenario and calibration as the grid (no harmonics).
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorVsLoad {
+    /// Loads swept (% of the CT rating).
+    pub loads_pct: Vec<f64>,
+    /// Frequencies swept (Hz).
+    pub frequencies_hz: Vec<f64>,
+    /// Power factors swept (labels).
+    pub pfs: Vec<&'static str>,
+    /// Every (frequency, PF, load) point.
+    pub points: Vec<SweepPoint>,
+}
+
 /// Everything the accuracy section measures.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccuracyReport {
@@ -129,6 +158,8 @@ pub struct AccuracyReport {
     pub rows: Vec<Row>,
     pub summary: Summary,
     pub energy_hour: EnergyHour,
+    /// Error against load on a finer load axis (for the report's plot).
+    pub error_vs_load: ErrorVsLoad,
 }
 
 /// Power factors of the grid: label and current lag (degrees).
@@ -139,6 +170,10 @@ const PFS: [(&str, f64); 3] = [
 ];
 const LOADS_PCT: [f64; 5] = [5.0, 10.0, 50.0, 100.0, 120.0];
 const FREQS: [f64; 3] = [45.0, 50.0, 55.0];
+/// Loads of the error-vs-load sweep (% of the CT rating).
+const SWEEP_LOADS_PCT: [f64; 14] = [
+    1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 90.0, 100.0, 120.0,
+];
 
 fn adc() -> Adc {
     Adc {
@@ -387,7 +422,33 @@ fn summarise(rows: &[Row]) -> Summary {
     }
 }
 
-/// Runs the grid and the 1-hour energy profile.
+/// The error-vs-load sweep: every PF and frequency of the grid on a finer
+/// load axis, without harmonics.
+fn error_vs_load() -> ErrorVsLoad {
+    let mut points = Vec::new();
+    for pf in PFS {
+        for f in FREQS {
+            for pct in SWEEP_LOADS_PCT {
+                let r = grid_point(f, pf, pct, false);
+                points.push(SweepPoint {
+                    frequency_hz: f,
+                    pf: pf.0,
+                    load_pct: pct,
+                    ours_err_pct: r.ours_err_pct,
+                    baseline_err_pct: r.baseline_err_pct,
+                });
+            }
+        }
+    }
+    ErrorVsLoad {
+        loads_pct: SWEEP_LOADS_PCT.to_vec(),
+        frequencies_hz: FREQS.to_vec(),
+        pfs: PFS.iter().map(|p| p.0).collect(),
+        points,
+    }
+}
+
+/// Runs the grid, the error-vs-load sweep and the 1-hour energy profile.
 pub fn run() -> AccuracyReport {
     let mut rows = Vec::new();
     for harmonics in [false, true] {
@@ -416,6 +477,7 @@ pub fn run() -> AccuracyReport {
         rows,
         summary,
         energy_hour: energy_hour(),
+        error_vs_load: error_vs_load(),
     }
 }
 

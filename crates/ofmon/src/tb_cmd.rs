@@ -238,6 +238,14 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
                 String::new()
             }
         );
+        let moved: u64 = r.devices.iter().map(|d| d.moved).sum();
+        if moved > 0 {
+            println!(
+                "{moved} records were re-sent at a corrected time (time reconstruction changed \
+                 it after an earlier sync); ThingsBoard still holds their earlier points at the \
+                 old times"
+            );
+        }
     }
     if r.devices.is_empty() {
         eprintln!(

@@ -224,6 +224,8 @@ struct Row {
     lost: u64,
     cuts: u64,
     committed: u64,
+    /// Erase count of every sector of the region after the steady-state run.
+    erase_counts: Vec<u32>,
     extra: String,
 }
 
@@ -303,6 +305,7 @@ fn run_ours(days: u64, cuts: u64) -> Result<Row> {
         f.erase_counts().iter().map(|&c| u64::from(c)).sum::<u64>() as f64 / days as f64;
     (row.spread, row.erase_min, row.erase_max) = (sp, min, max);
     let state_erases: u32 = f.erase_counts()[..2].iter().sum();
+    row.erase_counts = f.erase_counts().to_vec();
 
     // power cuts
     let mut flash = EmulatedFlash::new(REGION);
@@ -347,7 +350,7 @@ fn run_ours(days: u64, cuts: u64) -> Result<Row> {
     }
     row.cuts = n;
     row.extra = format!(
-        "\"wire_bytes_per_record\": {entry:.2}, \"mount_bytes_read_full\": {mount_read}, \"state_area_erases\": {state_erases}, \"ram_bytes\": {}",
+        "\"wire_bytes_per_record\": {entry:.2}, \"mount_bytes_read_full\": {mount_read}, \"state_area_erases\": {state_erases}, \"state_area_sectors\": 2, \"ram_bytes\": {}",
         std::mem::size_of::<OurStore>() - std::mem::size_of::<EmulatedFlash>()
     );
     Ok(row)
@@ -535,6 +538,7 @@ fn run_original(days: u64, cuts: u64) -> Result<Row> {
         .sum::<u64>() as f64
         / days as f64;
     (row.spread, row.erase_min, row.erase_max) = spread(st.flash.erase_counts());
+    row.erase_counts = st.flash.erase_counts().to_vec();
 
     // power cuts: each committed (closed) record must survive
     let mut st = Lfs {
@@ -628,7 +632,7 @@ fn main() -> Result<()> {
         for (i, r) in rows.iter().enumerate() {
             let _ = write!(
                 out,
-                "    {{\"name\": \"{}\", \"bytes_per_interval\": {:.2}, \"days_in_region\": {:.1}, \"write_amplification\": {:.3}, \"erases_per_day\": {:.2}, \"erase_spread\": {}, \"erase_min\": {}, \"erase_max\": {}, \"records_lost\": {}, \"cuts\": {}, {}}}{}",
+                "    {{\"name\": \"{}\", \"bytes_per_interval\": {:.2}, \"days_in_region\": {:.1}, \"write_amplification\": {:.3}, \"erases_per_day\": {:.2}, \"erase_spread\": {}, \"erase_min\": {}, \"erase_max\": {}, \"records_lost\": {}, \"cuts\": {}, {}, \"erase_counts\": [{}]}}{}",
                 r.name,
                 r.bytes_per_interval,
                 r.days,
@@ -644,6 +648,11 @@ fn main() -> Result<()> {
                 r.lost,
                 r.cuts,
                 r.extra,
+                r.erase_counts
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 if i + 1 < rows.len() { "," } else { "" }
             );
             out.push('\n');

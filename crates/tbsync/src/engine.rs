@@ -11,7 +11,11 @@
 //! - 408/429/5xx, timeouts, dropped connections: exponential backoff with
 //!   full jitter, at most [`SyncOptions::max_retries`] consecutive failures,
 //!   then [`DeviceStatus::GaveUp`]; the next run resumes where this one
-//!   stopped.
+//!   stopped;
+//! - a record whose ts changed since it was sent (time reconstruction
+//!   refined it) is sent again at its new ts and counted in
+//!   [`DeviceReport::moved`]: the server still holds the old point at the old
+//!   ts (ThingsBoard upserts by (key, ts) and has no "move").
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -127,6 +131,11 @@ pub struct DeviceReport {
     pub untimed: u64,
     /// Records refused for good (over the server's body limit alone).
     pub rejected: u64,
+    /// Records re-sent in this run at a new ts because time reconstruction
+    /// changed their ts after an earlier sync. The server still holds their
+    /// old points at the old ts (stale duplicates; delete them with the REST
+    /// API's timeseries delete if they matter).
+    pub moved: u64,
     /// Outcome.
     pub status: DeviceStatus,
 }
@@ -233,6 +242,7 @@ pub(crate) struct DeviceRun<'a> {
     pub opts: &'a SyncOptions,
     pub sent: u64,
     pub failed: HashSet<u64>,
+    pub moved: u64,
 }
 
 impl<'a> DeviceRun<'a> {
@@ -249,6 +259,7 @@ impl<'a> DeviceRun<'a> {
             opts,
             sent: 0,
             failed: HashSet::new(),
+            moved: 0,
         }
     }
 
@@ -263,43 +274,41 @@ impl<'a> DeviceRun<'a> {
             pending: c.pending,
             untimed: c.untimed,
             rejected: c.rejected,
+            moved: self.moved,
             status,
         })
     }
 
-    pub(crate) fn mark_sent(&mut self, seqs: &[u64]) -> Result<(), Error> {
-        outbox::mark(
-            self.conn,
-            self.dest,
-            &self.device.id,
-            seqs.iter().copied(),
-            State::Sent,
-            now_ms(),
-        )?;
-        for s in seqs {
-            self.failed.remove(s);
+    pub(crate) fn mark_sent(&mut self, sent: &[Sent]) -> Result<(), Error> {
+        let moved = outbox::mark_sent(self.conn, self.dest, &self.device.id, sent, now_ms())?;
+        self.moved += moved.len() as u64;
+        for s in sent {
+            self.failed.remove(&s.0);
         }
-        self.sent += seqs.len() as u64;
+        self.sent += sent.len() as u64;
         Ok(())
     }
 
-    pub(crate) fn mark_failed(&mut self, seqs: &[u64], error: &str) -> Result<(), Error> {
+    pub(crate) fn mark_failed(&mut self, sent: &[Sent], error: &str) -> Result<(), Error> {
         outbox::mark(
             self.conn,
             self.dest,
             &self.device.id,
-            seqs.iter().copied(),
+            sent.iter().map(|s| s.0),
             State::Pending(error),
             now_ms(),
         )?;
-        self.failed.extend(seqs.iter().copied());
+        self.failed.extend(sent.iter().map(|s| s.0));
         Ok(())
     }
 }
 
+/// A record in a batch: (seq, the ts it is sent at).
+pub(crate) type Sent = (u64, i64);
+
 /// Serialized points waiting to be sent, refilled from the outbox.
 pub(crate) struct Queue {
-    items: VecDeque<(u64, Vec<u8>)>,
+    items: VecDeque<(Sent, Vec<u8>)>,
     after: u64,
     exhausted: bool,
 }
@@ -325,7 +334,7 @@ impl Queue {
                 self.after = r.seq;
                 let mut v = Vec::with_capacity(600);
                 r.write_point(&mut v);
-                self.items.push_back((r.seq, v));
+                self.items.push_back(((r.seq, r.ts_ms), v));
             }
         }
         Ok(())
@@ -336,12 +345,12 @@ impl Queue {
     }
 
     /// Takes up to `max_records` points whose JSON array stays within
-    /// `max_bytes` (at least one point). Returns (seqs, points).
+    /// `max_bytes` (at least one point). Returns ((seq, ts)s, points).
     pub(crate) fn take(
         &mut self,
         max_records: usize,
         max_bytes: usize,
-    ) -> (Vec<u64>, Vec<Vec<u8>>) {
+    ) -> (Vec<Sent>, Vec<Vec<u8>>) {
         let mut seqs = Vec::new();
         let mut pts = Vec::new();
         let mut bytes = 2;
@@ -360,7 +369,7 @@ impl Queue {
     }
 
     /// Puts points back at the front, in order.
-    pub(crate) fn unget(&mut self, seqs: Vec<u64>, pts: Vec<Vec<u8>>) {
+    pub(crate) fn unget(&mut self, seqs: Vec<Sent>, pts: Vec<Vec<u8>>) {
         for (s, p) in seqs.into_iter().zip(pts).rev() {
             self.items.push_front((s, p));
         }
@@ -440,7 +449,7 @@ async fn sync_device_http(
                         run.conn,
                         run.dest,
                         &run.device.id,
-                        seqs,
+                        seqs.iter().map(|s| s.0),
                         State::Rejected(why),
                         now_ms(),
                     )?;
@@ -449,10 +458,12 @@ async fn sync_device_http(
                     q.unget(seqs, pts);
                 }
             }
-            Err(e @ (SendError::Retry(_) | SendError::Other(_))) => {
+            Err(e @ (SendError::Retry(_) | SendError::Other(_) | SendError::Tls(_))) => {
                 failures += 1;
                 let msg = e.to_string();
-                if failures > opts.max_retries || matches!(e, SendError::Other(_)) {
+                if failures > opts.max_retries
+                    || matches!(e, SendError::Other(_) | SendError::Tls(_))
+                {
                     run.mark_failed(&seqs, &msg)?;
                     return Ok(DeviceStatus::GaveUp(msg));
                 }
@@ -463,7 +474,7 @@ async fn sync_device_http(
                     error: &msg,
                     wait,
                 });
-                run.failed.extend(seqs.iter().copied());
+                run.failed.extend(seqs.iter().map(|s| s.0));
                 q.unget(seqs, pts);
                 tokio::time::sleep(wait).await;
             }
@@ -548,6 +559,7 @@ impl<'c> Syncer<'c> {
                     pending: 0,
                     untimed: 0,
                     rejected: 0,
+                    moved: 0,
                     status: DeviceStatus::NoServer,
                 };
                 progress(Progress::Done(&r));

@@ -41,6 +41,10 @@ pub enum SendError {
     /// Any other answer; not retried in this run.
     #[error("unexpected answer {0}")]
     Other(String),
+    /// The TLS handshake failed (untrusted or wrong certificate); not
+    /// retried in this run: waiting does not fix a certificate.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Settings of the HTTP client.
@@ -121,13 +125,20 @@ fn transport_error(e: &reqwest::Error) -> SendError {
         "connection failed"
     };
     // reqwest's Display hides the cause; include the chain.
-    let mut msg = format!("{what}: {e}");
+    let mut chain = String::new();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
+        chain.push_str(&format!(": {s}"));
         src = s.source();
     }
-    SendError::Retry(msg)
+    if chain.contains("certificate") || chain.contains("CertificateUnknown") {
+        return SendError::Tls(format!(
+            "TLS: the server's certificate is not trusted{chain}; for a private CA give its \
+             certificate with --ca-file, and check that the URL names the host the certificate \
+             was issued for"
+        ));
+    }
+    SendError::Retry(format!("{what}: {e}{chain}"))
 }
 
 /// One POST of a JSON body (gzipped if `gz`), classified.

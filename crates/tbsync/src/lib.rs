@@ -27,6 +27,16 @@
 //! - Knows nothing of terminals: progress goes through a callback
 //!   ([`engine::Progress`]); the `ofmon` binary draws the bars.
 //! - Never sends a record whose time could not be bounded.
+//! - A record counts as sent only at the ts the server accepted
+//!   (`sync_state.sent_ts_ms`): when time reconstruction later changes its
+//!   ts, it is pending again and re-sent at the new ts, and the run reports
+//!   it ([`DeviceReport::moved`]); the server keeps the old point at the old
+//!   ts as well (it upserts by (key, ts) and cannot move a point). A failed
+//!   resend keeps the recorded ts, so the report stays right across runs.
+//! - TLS for `https://` and `mqtts://` is rustls only; `--ca-file`
+//!   ([`SyncOptions::ca_pem`]) adds a private CA. An untrusted certificate
+//!   stops that device for the run with an error naming `--ca-file`;
+//!   nothing is marked.
 
 pub mod engine;
 pub mod http;

@@ -23,7 +23,7 @@ use rusqlite::Connection;
 
 use crate::Error;
 use crate::engine::{
-    DeviceReport, DeviceRun, DeviceStatus, Progress, Queue, SyncOptions, backoff, json_array,
+    DeviceReport, DeviceRun, DeviceStatus, Progress, Queue, Sent, SyncOptions, backoff, json_array,
 };
 use crate::outbox::SyncDevice;
 
@@ -111,13 +111,13 @@ enum Session {
     Failed {
         msg: String,
         progressed: bool,
-        in_flight: Vec<(usize, Vec<u64>)>,
+        in_flight: Vec<(usize, Vec<Sent>)>,
     },
 }
 
 struct Batch {
     run: usize,
-    seqs: Vec<u64>,
+    seqs: Vec<Sent>,
 }
 
 fn json_string(s: &str) -> String {
@@ -160,8 +160,13 @@ async fn session(
                 ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword,
             ))) => return Ok(Session::Unauthorized),
             Ok(Err(e)) => {
+                let hint = if matches!(e, ConnectionError::Tls(_)) {
+                    "; for a private CA give its certificate with --ca-file"
+                } else {
+                    ""
+                };
                 return Ok(Session::Failed {
-                    msg: format!("{url}: {e}"),
+                    msg: format!("{url}: {e}{hint}"),
                     progressed: false,
                     in_flight: Vec::new(),
                 });
@@ -328,7 +333,7 @@ async fn sessions(
                 }
                 for (i, seqs) in in_flight {
                     if let Some(r) = runs.get_mut(i) {
-                        r.failed.extend(seqs);
+                        r.failed.extend(seqs.iter().map(|s| s.0));
                     }
                 }
                 let wait = backoff(opts.backoff_base, opts.backoff_max, failures - 1);

@@ -14,6 +14,18 @@
 //! the commit means a resend, which ThingsBoard's upsert by (key, ts) makes
 //! harmless. Records whose time could not be bounded (`ts_ms IS NULL`) are
 //! never sent; they wait for time reconstruction.
+//!
+//! Timestamps that change after a sync: the collector's time reconstruction
+//! may refine a record's `ts_ms` after it was sent. `sync_state.sent_ts_ms`
+//! holds the ts the server accepted (added here by `ALTER TABLE` on
+//! databases that predate it, filled from the records' current ts); a `sent`
+//! record counts as sent only while its current `ts_ms` equals that value,
+//! otherwise it is pending again and is re-sent at its new ts.
+//! [`mark_sent`] returns those moved records with their old ts: the server
+//! keeps the old point too (it upserts by (key, ts), it never moves a point),
+//! so the sync reports them.
+
+use std::fmt::Write;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -51,7 +63,8 @@ impl SyncDevice {
     }
 }
 
-/// Counts of a device's records for one destination.
+/// Counts of a device's records for one destination (a record sent at a ts
+/// that has changed since counts as pending).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Records with a time and not yet sent (nor rejected).
@@ -85,10 +98,34 @@ pub fn prepare(conn: &Connection) -> Result<(), Error> {
     prepare_tables(conn)
 }
 
-/// Creates the outbox tables if needed (same definition as the collector's).
+/// Creates the outbox tables if needed (same definition as the collector's)
+/// and adds `sync_state.sent_ts_ms` to databases that lack it.
 pub fn prepare_tables(conn: &Connection) -> Result<(), Error> {
     conn.execute_batch(OUTBOX_SCHEMA)?;
+    if has_sent_ts(conn)? {
+        return Ok(());
+    }
+    // Under the write lock, so two processes cannot both add the column.
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    if !has_sent_ts(&tx)? {
+        // Rows sent before the column existed: assume the current ts was sent.
+        tx.execute_batch(
+            "ALTER TABLE sync_state ADD COLUMN sent_ts_ms INTEGER;
+             UPDATE sync_state SET sent_ts_ms = (SELECT r.ts_ms FROM record r
+                 WHERE r.device_id = sync_state.device_id AND r.seq = sync_state.seq)
+             WHERE state = 'sent';",
+        )?;
+    }
+    tx.commit()?;
     Ok(())
+}
+
+fn has_sent_ts(conn: &Connection) -> Result<bool, Error> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('sync_state') WHERE name = 'sent_ts_ms'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
 }
 
 /// The destination id of a server, created if new.
@@ -130,7 +167,8 @@ pub fn counts(conn: &Connection, dest: i64, device: &str) -> Result<Counts, Erro
     let mut st = conn.prepare_cached(
         "SELECT s.state, COUNT(*) FROM sync_state s JOIN record r
            ON r.device_id = s.device_id AND r.seq = s.seq
-         WHERE s.destination_id = ?1 AND s.device_id = ?2 AND s.state IN ('sent', 'rejected')
+         WHERE s.destination_id = ?1 AND s.device_id = ?2 AND r.ts_ms IS NOT NULL
+           AND (s.state = 'rejected' OR (s.state = 'sent' AND s.sent_ts_ms = r.ts_ms))
          GROUP BY s.state",
     )?;
     let mut c = Counts {
@@ -152,7 +190,8 @@ pub fn counts(conn: &Connection, dest: i64, device: &str) -> Result<Counts, Erro
     Ok(c)
 }
 
-/// Up to `limit` unsent records of `device` with seq > `after`, in seq order.
+/// Up to `limit` unsent records of `device` with seq > `after`, in seq
+/// order: never sent, or sent at a ts that has changed since.
 pub fn unsent(
     conn: &Connection,
     dest: i64,
@@ -166,7 +205,8 @@ pub fn unsent(
          FROM record r
          WHERE r.device_id = ?1 AND r.seq > ?2 AND r.ts_ms IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.destination_id = ?3
-                AND s.device_id = ?1 AND s.seq = r.seq AND s.state IN ('sent', 'rejected'))
+                AND s.device_id = ?1 AND s.seq = r.seq
+                AND (s.state = 'rejected' OR (s.state = 'sent' AND s.sent_ts_ms = r.ts_ms)))
          ORDER BY r.seq LIMIT ?4",
     )?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
@@ -217,8 +257,11 @@ pub fn unsent(
     Ok(out)
 }
 
-/// Marks records as `sent` (or `rejected` with a reason) in one committed
-/// transaction. Call only after the server accepted them.
+/// Marks records as `sent` (or `rejected`/`pending` with a reason) in one
+/// committed transaction. Call `Sent` only after the server accepted them;
+/// it records the records' *current* ts as the one sent, so the sync itself
+/// uses [`mark_sent`] with the ts it actually sent. `Pending`/`Rejected`
+/// keep the ts of the point the server already holds, if any.
 pub fn mark(
     conn: &Connection,
     dest: i64,
@@ -238,11 +281,16 @@ pub fn mark(
         // run), not one per record.
         let mut st = tx.prepare_cached(
             "WITH RECURSIVE s(seq) AS (SELECT ?3 UNION ALL SELECT seq + 1 FROM s WHERE seq < ?4)
-             INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error, updated_ms)
-             SELECT ?1, ?2, seq, ?5, 1, ?6, ?7 FROM s WHERE true
+             INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error,
+                                     updated_ms, sent_ts_ms)
+             SELECT ?1, ?2, seq, ?5, 1, ?6, ?7, CASE WHEN ?5 = 'sent' THEN
+                 (SELECT ts_ms FROM record r WHERE r.device_id = ?2 AND r.seq = s.seq) END
+             FROM s WHERE true
              ON CONFLICT (destination_id, device_id, seq) DO UPDATE SET
                 state = excluded.state, attempts = attempts + 1,
-                last_error = excluded.last_error, updated_ms = excluded.updated_ms",
+                last_error = excluded.last_error, updated_ms = excluded.updated_ms,
+                sent_ts_ms = CASE WHEN excluded.state = 'sent' THEN excluded.sent_ts_ms
+                                  ELSE sync_state.sent_ts_ms END",
         )?;
         let mut run: Option<(i64, i64)> = None;
         let mut flush = |r: (i64, i64)| {
@@ -266,6 +314,86 @@ pub fn mark(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// A record re-sent at a new ts: the server also still holds its point at
+/// the old ts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// Record seq.
+    pub seq: u64,
+    /// The ts of the point sent earlier.
+    pub old_ts_ms: i64,
+    /// The ts just sent.
+    pub new_ts_ms: i64,
+}
+
+/// Marks records `sent` at the ts that was sent, `(seq, ts_ms)` in seq
+/// order, in one committed transaction; call only after the server accepted
+/// them. Returns the records that had been sent before at another ts.
+pub fn mark_sent(
+    conn: &Connection,
+    dest: i64,
+    device: &str,
+    sent: &[(u64, i64)],
+    now_ms: i64,
+) -> Result<Vec<Moved>, Error> {
+    let mut moved = Vec::new();
+    let (Some(first), Some(last)) = (sent.first(), sent.last()) else {
+        return Ok(moved);
+    };
+    let seq_i64 = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut old = tx.prepare_cached(
+            "SELECT seq, sent_ts_ms FROM sync_state WHERE destination_id = ?1 AND device_id = ?2
+             AND seq BETWEEN ?3 AND ?4 AND sent_ts_ms IS NOT NULL",
+        )?;
+        let mut rows = old.query(params![dest, device, seq_i64(first.0), seq_i64(last.0)])?;
+        while let Some(r) = rows.next()? {
+            let seq = r.get::<_, i64>(0)?.max(0) as u64;
+            let old_ts: i64 = r.get(1)?;
+            if let Ok(i) = sent.binary_search_by_key(&seq, |p| p.0)
+                && sent[i].1 != old_ts
+            {
+                moved.push(Moved {
+                    seq,
+                    old_ts_ms: old_ts,
+                    new_ts_ms: sent[i].1,
+                });
+            }
+        }
+        // One statement per run of consecutive seqs (a batch is usually one
+        // run), the ts as a JSON array, not one statement per record.
+        let mut st = tx.prepare_cached(
+            "INSERT INTO sync_state (destination_id, device_id, seq, state, attempts, last_error,
+                                     updated_ms, sent_ts_ms)
+             SELECT ?1, ?2, ?3 + j.key, 'sent', 1, NULL, ?4, j.value FROM json_each(?5) j WHERE true
+             ON CONFLICT (destination_id, device_id, seq) DO UPDATE SET
+                state = 'sent', attempts = attempts + 1, last_error = NULL,
+                updated_ms = excluded.updated_ms, sent_ts_ms = excluded.sent_ts_ms",
+        )?;
+        let mut i = 0;
+        let mut ts = String::with_capacity(16 * sent.len().min(4096) + 2);
+        while i < sent.len() {
+            let start = sent[i].0;
+            ts.clear();
+            ts.push('[');
+            let mut j = i;
+            while j < sent.len() && start.checked_add((j - i) as u64) == Some(sent[j].0) {
+                if j > i {
+                    ts.push(',');
+                }
+                let _ = write!(ts, "{}", sent[j].1);
+                j += 1;
+            }
+            ts.push(']');
+            st.execute(params![dest, device, seq_i64(start), now_ms, ts])?;
+            i = j;
+        }
+    }
+    tx.commit()?;
+    Ok(moved)
 }
 
 /// What [`mark`] writes.
@@ -310,6 +438,8 @@ mod tests {
     #[test]
     fn mark_runs_of_seqs() {
         let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE record (device_id TEXT, seq INTEGER, ts_ms INTEGER)")
+            .unwrap();
         prepare_tables(&conn).unwrap();
         assert_eq!(destination_id(&conn, "http://tb/").unwrap(), 1);
         let seqs = [1, 2, 3, 7, 9, 10, u64::MAX];
@@ -342,6 +472,56 @@ mod tests {
                 pending(10),
                 pending(i64::MAX)
             ]
+        );
+    }
+
+    #[test]
+    fn sent_ts_is_kept_and_moves_are_reported() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE record (device_id TEXT, seq INTEGER, ts_ms INTEGER);
+             INSERT INTO record VALUES ('D', 1, 100), ('D', 2, 200), ('D', 3, 300);",
+        )
+        .unwrap();
+        // A database from before the column: a row already sent.
+        conn.execute_batch(&OUTBOX_SCHEMA.replace("IF NOT EXISTS", ""))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO destination (id, kind, url) VALUES (1, 'thingsboard', 'http://tb');
+             INSERT INTO sync_state VALUES (1, 'D', 1, 'sent', 1, NULL, 0);",
+        )
+        .unwrap();
+        prepare_tables(&conn).unwrap();
+        prepare_tables(&conn).unwrap();
+        let sent_ts = |seq: i64| -> Option<i64> {
+            conn.query_row(
+                "SELECT sent_ts_ms FROM sync_state WHERE device_id = 'D' AND seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(sent_ts(1), Some(100), "migrated from the record's ts");
+        assert!(
+            mark_sent(&conn, 1, "D", &[(2, 200), (3, 300)], 1)
+                .unwrap()
+                .is_empty()
+        );
+        // ts 2 changes; a failed resend keeps what the server holds.
+        mark(&conn, 1, "D", [2], State::Pending("500"), 2).unwrap();
+        assert_eq!(sent_ts(2), Some(200));
+        let moved = mark_sent(&conn, 1, "D", &[(1, 100), (2, 250), (3, 300)], 3).unwrap();
+        assert_eq!(
+            moved,
+            vec![Moved {
+                seq: 2,
+                old_ts_ms: 200,
+                new_ts_ms: 250
+            }]
+        );
+        assert_eq!(
+            (sent_ts(1), sent_ts(2), sent_ts(3)),
+            (Some(100), Some(250), Some(300))
         );
     }
 }

@@ -25,25 +25,20 @@
 //!   `GET /api/plugins/telemetry/DEVICE/{id}/values/timeseries?keys=&startTs=&endTs=&limit=&orderBy=`
 //!   (values as **strings**, default `limit` 100, newest first, like the real
 //!   one; latest values when no time range is given) and
-//!   `GET /api/plugins/telemetry/DEVICE/{id}/keys/timeseries`.
+//!   `GET /api/plugins/telemetry/DEVICE/{id}/keys/timeseries`, and
+//!   `DELETE /api/plugins/telemetry/DEVICE/{id}/timeseries/delete?keys=&startTs=&endTs=&deleteAllDataForKeys=`
+//!   (points with `startTs <= ts < endTs`, or every point of the keys).
+//! - **TLS**: [`MockServer::start_tls`] serves the same over HTTPS (rustls)
+//!   with a given certificate, for `https://` and `--ca-file` tests.
 //! - **Fault injection** for tests: fail the next N device-API requests with
 //!   500, add a delay, drop the next N connections (before or after the data
 //!   was stored), revoke a token, set the body limit or a rate limit.
 //!
-//! - **MQTT** (optional, [`MockServer::start_mqtt`]): the device API and
-//!   the gateway API over the same storage; `v1/gateway/connect` and
-//!   `v1/gateway/telemetry` create devices by name, as the real server does
-//!   (see [`mqtt`]). Tests that inspect packets use a real broker
-//!   (mosquitto) instead.
-//!
 //! Usable as a library ([`MockServer::start`]) and as `ofmon tb-mock`.
+//! MQTT is not mocked: tests use a real broker (mosquitto).
 //!
 //! Architecture invariants: the mock keeps everything in memory and never
 //! touches files; each fault is consumed by exactly one device-API request.
-
-pub mod mqtt;
-
-pub use mqtt::MqttFront;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -56,7 +51,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -202,6 +197,7 @@ impl Shared {
 /// A running mock server. Dropping it stops the server.
 pub struct MockServer {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -227,6 +223,41 @@ impl MockServer {
 
     /// Starts a mock listening on `addr`.
     pub fn start_on(addr: SocketAddr) -> Result<MockServer, Error> {
+        Self::start_inner(addr, None)
+    }
+
+    /// Starts an HTTPS mock on a free loopback port with this certificate
+    /// chain and private key (PEM); [`MockServer::url`] is then
+    /// `https://127.0.0.1:PORT`, so the certificate must name `127.0.0.1`.
+    pub fn start_tls(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<MockServer, Error> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what}: {e}"),
+            ))
+        };
+        let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("certificate PEM", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad("key PEM", &e))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad("TLS versions", &e))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad("certificate", &e))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_inner(SocketAddr::from(([127, 0, 0, 1], 0)), Some(acceptor))
+    }
+
+    fn start_inner(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<MockServer, Error> {
+        let is_tls = tls.is_some();
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -256,7 +287,7 @@ impl MockServer {
                         }
                     };
                     tokio::select! {
-                        _ = serve(listener, s) => {}
+                        _ = serve(listener, s, tls) => {}
                         _ = rx => {}
                     }
                 });
@@ -264,6 +295,7 @@ impl MockServer {
             })?;
         Ok(MockServer {
             addr,
+            tls: is_tls,
             shared,
             shutdown: Some(tx),
             thread: Some(thread),
@@ -272,7 +304,11 @@ impl MockServer {
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://{}", self.addr)
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// Listening address.
@@ -463,7 +499,11 @@ fn create_device(
 #[derive(Clone)]
 struct ConnKill(Arc<tokio::sync::Notify>);
 
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let router = router(shared.clone());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -474,13 +514,30 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         shared.stats.connections.fetch_add(1, Ordering::Relaxed);
         let kill = ConnKill(Arc::new(tokio::sync::Notify::new()));
         let svc = router.clone().layer(axum::Extension(kill.clone()));
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = kill.0.notified() => {}
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = kill.0.notified() => {}
+                    }
+                }
+                Some(acceptor) => {
+                    // A failed handshake (e.g. the client refused our
+                    // certificate) just closes the connection.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = kill.0.notified() => {}
+                    }
+                }
             }
         });
     }
@@ -503,6 +560,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/api/plugins/telemetry/DEVICE/{id}/keys/timeseries",
             get(rest_keys),
+        )
+        .route(
+            "/api/plugins/telemetry/DEVICE/{id}/timeseries/delete",
+            delete(rest_delete_timeseries),
         )
         .with_state(shared)
 }
@@ -1234,6 +1295,66 @@ async fn rest_timeseries(
         out.insert(k, Value::Array(points));
     }
     axum::Json(Value::Object(out)).into_response()
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    keys: Option<String>,
+    #[serde(rename = "startTs")]
+    start_ts: Option<i64>,
+    #[serde(rename = "endTs")]
+    end_ts: Option<i64>,
+    #[serde(rename = "deleteAllDataForKeys")]
+    all: Option<bool>,
+}
+
+async fn rest_delete_timeseries(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Response {
+    if !authorized(&shared, &headers) {
+        return unauthorized();
+    }
+    let keys: Vec<&str> = q
+        .keys
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return tb_error(StatusCode::BAD_REQUEST, "Keys are required", 31);
+    }
+    let range = match (q.all.unwrap_or(false), q.start_ts, q.end_ts) {
+        (true, _, _) => None,
+        (false, Some(s), Some(e)) => Some((s, e)),
+        _ => {
+            return tb_error(
+                StatusCode::BAD_REQUEST,
+                "startTs and endTs are required unless deleteAllDataForKeys is true",
+                31,
+            );
+        }
+    };
+    let mut g = shared.lock();
+    let Some(d) = g.devices.iter_mut().find(|d| d.id == id) else {
+        return tb_error(StatusCode::NOT_FOUND, "Requested item wasn't found!", 32);
+    };
+    for k in keys {
+        let Some(series) = d.telemetry.get_mut(k) else {
+            continue;
+        };
+        match range {
+            None => series.clear(),
+            Some((s, e)) => series.retain(|ts, _| !(s <= *ts && *ts < e)),
+        }
+        if series.is_empty() {
+            d.telemetry.remove(k);
+        }
+    }
+    status(StatusCode::OK)
 }
 
 async fn rest_keys(
