@@ -56,15 +56,9 @@ impl HttpDevice {
     /// A client for the device at `base` (no trailing slash needed), signing
     /// with `key` once paired.
     pub fn new(base: &str, key: Option<ApiKey>, timeout: Duration) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
         Self {
             base: base.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(timeout),
             key,
             clock: Mutex::new((0, 0)),
         }
@@ -73,6 +67,11 @@ impl HttpDevice {
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Replaces the timeout of each request (e.g. longer for a firmware upload).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.agent = agent(timeout);
     }
 
     /// Sets the signing key (after pairing).
@@ -141,27 +140,43 @@ impl HttpDevice {
                 r.send(b).map_err(transport)?
             }
         };
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(resp);
+        check(resp, method, pq)
+    }
+
+    /// Streams a signed upload (from `ofmon sign-firmware`) to
+    /// `POST /api/v1/ota` with an explicit `Content-Length` (the device
+    /// refuses a short body as truncated); `sent` gets the bytes sent so far.
+    /// Call [`DeviceApi::info`] first so the request time suits the
+    /// device's clock. See [`crate::ota`] for the whole update.
+    pub fn upload_firmware(&self, body: &[u8], sent: &mut dyn FnMut(u64)) -> Result<(), Error> {
+        let pq = "/api/v1/ota";
+        let url = format!("{}{pq}", self.base);
+        let mut r = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", body.len().to_string());
+        if let Some(a) = self.auth("POST", pq, body)? {
+            r = r.header(AUTH_HEADER, a);
         }
-        let mut resp = resp;
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(4096)
-            .read_to_string()
-            .unwrap_or_default();
-        let reason = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(text);
-        Err(match status {
-            401 => Error::Transport(format!(
-                "{method} {pq}: device refused our signature ({reason}); is this the fleet key the device was paired with?"
-            )),
-            _ => Error::Transport(format!("{method} {pq}: HTTP {status}: {reason}")),
-        })
+        let mut reader = Counting {
+            data: body,
+            pos: 0,
+            sent,
+        };
+        let mut resp = r
+            .send(ureq::SendBody::from_reader(&mut reader))
+            .map_err(|e| Error::Transport(format!("POST {url}: {e}")))?;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(());
+        }
+        // 401 here is a bad request signature or a bad firmware signature:
+        // the reason tells which.
+        Err(Error::Transport(format!(
+            "HTTP {status}: {}",
+            reason(&mut resp)
+        )))
     }
 
     fn json<T: serde::de::DeserializeOwned>(
@@ -248,5 +263,73 @@ impl DeviceApi for HttpDevice {
             None => "/api/v1/events".to_string(),
         };
         self.json("GET", &pq, None)
+    }
+}
+
+/// An HTTP agent: no proxy (devices are on their own access point), status
+/// codes handled by the caller.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// Passes a 2xx response on; turns any other into an error naming the
+/// device's reason.
+fn check(
+    mut resp: ureq::http::Response<ureq::Body>,
+    method: &str,
+    pq: &str,
+) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let reason = reason(&mut resp);
+    Err(match status {
+        401 => Error::Transport(format!(
+            "{method} {pq}: device refused our signature ({reason}); is this the fleet key the device was paired with?"
+        )),
+        _ => Error::Transport(format!("{method} {pq}: HTTP {status}: {reason}")),
+    })
+}
+
+/// The device's reason for an error answer: its JSON `error` (or
+/// `message`), else the body text.
+fn reason(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(4096)
+        .read_to_string()
+        .unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .or_else(|| v.get("message"))
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or(text)
+}
+
+/// A body reader that reports how much of `data` was read.
+struct Counting<'a> {
+    data: &'a [u8],
+    pos: usize,
+    sent: &'a mut dyn FnMut(u64),
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos).min(16 * 1024);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        (self.sent)(self.pos as u64);
+        Ok(n)
     }
 }

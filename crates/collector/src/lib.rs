@@ -14,7 +14,8 @@
 //!   SQLite, ack after commit, clock set with measured round trip;
 //! - [`db`]: the SQLite schema and queries (including the sync outbox);
 //! - [`time`]: time reconstruction with explicit bounds;
-//! - [`export`]: CSV and JSON export.
+//! - [`export`]: CSV and JSON export;
+//! - [`ota`]: signed firmware updates (check, streamed upload, wait for the reboot).
 //!
 //! Architecture invariants:
 //! - Never acks a seq to a device before the records up to it are committed
@@ -33,6 +34,7 @@ pub mod export;
 #[cfg(feature = "fake-device")]
 pub mod fake;
 pub mod home;
+pub mod ota;
 pub mod pair;
 pub mod time;
 

@@ -6,15 +6,13 @@
 //! directory in `collector`. This file only reads files, talks HTTP and
 //! draws the progress bar.
 //!
-//! The upload is a single signed `POST /api/v1/ota` whose body is streamed
-//! with an explicit `Content-Length` (the device refuses a short body as
-//! truncated). The collector's `HttpDevice` has no streamed upload, so the
-//! request is made here with the same signing rules (see `request_stamp`).
+//! The upload itself (checks, streamed signed `POST /api/v1/ota`, waiting
+//! for the reboot) is `collector::ota`, shared with the dashboard.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
@@ -23,10 +21,10 @@ use collector::discovery::{
     Discovery, KnownDevice, NmcliDiscovery, SimDiscovery, StaticDiscovery, resolve,
 };
 use collector::home::{Home, SIM_FILE, STATIC_FILE};
+use collector::ota::{Outcome, Step};
 use indicatif::{ProgressBar, ProgressStyle};
-use protocol::api::{ClockState, Info};
-use protocol::firmware::{FirmwareSigningKey, FirmwareVersion, MANIFEST_LEN, Manifest};
-use protocol::{ApiKey, Mac, auth};
+use protocol::Mac;
+use protocol::firmware::{FirmwareSigningKey, FirmwareVersion, Manifest};
 
 /// `ofmon firmware-key`.
 #[derive(Args, Debug)]
@@ -212,103 +210,13 @@ fn backends(home: &Home) -> Vec<Box<dyn Discovery>> {
     ]
 }
 
-/// A request timestamp the device accepts: ours, or the device's own clock
-/// when it is set and far from ours (as `collector::client` does).
-fn request_stamp(info: &Info, before_ms: i64, after_ms: i64) -> u64 {
-    let mid = before_ms + (after_ms - before_ms) / 2;
-    let offset = match info.clock {
-        ClockState::Set { now_ms, .. } => {
-            let off = i64::try_from(now_ms).unwrap_or(i64::MAX / 2) - mid;
-            if off.abs() > 60_000 { off } else { 0 }
-        }
-        ClockState::Unset => 0,
-    };
-    u64::try_from(collector::now_ms().saturating_add(offset)).unwrap_or(0)
-}
-
-/// Counts bytes as ureq reads the body.
-struct Counting<'a> {
-    data: &'a [u8],
-    pos: usize,
-    bar: &'a ProgressBar,
-}
-
-impl Read for Counting<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.data.len() - self.pos).min(16 * 1024);
-        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-        self.pos += n;
-        self.bar.set_position(self.pos as u64);
-        Ok(n)
-    }
-}
-
-/// Streams a signed `POST /api/v1/ota`; returns the status and body text.
-pub fn upload(
-    base: &str,
-    key: &ApiKey,
-    timestamp_ms: u64,
-    body: &[u8],
-    bar: &ProgressBar,
-) -> Result<(u16, String)> {
-    let path = "/api/v1/ota";
-    let mut nonce = [0u8; auth::NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| anyhow!("OS random generator: {e}"))?;
-    let authz = auth::sign(key, "POST", path, body, timestamp_ms, nonce).to_header_value();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(300)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut reader = Counting {
-        data: body,
-        pos: 0,
-        bar,
-    };
-    let mut resp = agent
-        .post(&url)
-        .header(auth::AUTH_HEADER, &authz)
-        .header("Content-Type", "application/octet-stream")
-        .header("Content-Length", body.len().to_string())
-        .send(ureq::SendBody::from_reader(&mut reader))
-        .map_err(|e| anyhow!("POST {url}: {e}"))?;
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .with_config()
-        .limit(64 * 1024)
-        .read_to_string()
-        .unwrap_or_default();
-    let reason = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            v.get("error")
-                .or_else(|| v.get("message"))
-                .and_then(|e| e.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or(text);
-    Ok((status, reason))
-}
-
 fn ota_inner(args: &OtaArgs) -> Result<ExitCode> {
     let body = std::fs::read(&args.upload)
         .with_context(|| format!("reading {}", args.upload.display()))?;
-    let (manifest, _) = Manifest::decode_unverified(&body).map_err(|e| {
-        anyhow!(
-            "{}: {e}; make an upload with `ofmon sign-firmware`",
-            args.upload.display()
-        )
-    })?;
-    if body.len() != MANIFEST_LEN + manifest.image_size as usize && !args.force {
-        bail!(
-            "{}: {} bytes, but the manifest announces {} + {MANIFEST_LEN}; the file is damaged",
-            args.upload.display(),
-            body.len(),
-            manifest.image_size
-        );
+    if let Err(e) = collector::ota::check_upload(&body)
+        && (!args.force || Manifest::decode_unverified(&body).is_err())
+    {
+        bail!("{}: {e}", args.upload.display());
     }
 
     let home = Home::resolve(args.home.as_deref())?;
@@ -330,7 +238,7 @@ fn ota_inner(args: &OtaArgs) -> Result<ExitCode> {
             .clone()
             .ok_or_else(|| anyhow!("no URL for device {}", args.device))?,
     };
-    let result = ota_to(args, &fleet, &url, &body, &manifest);
+    let result = ota_to(args, &fleet, &url, &body);
     if let Some(i) = join {
         bs[i].leave()?;
     }
@@ -342,40 +250,19 @@ fn ota_to(
     fleet: &protocol::FleetSecret,
     url: &str,
     body: &[u8],
-    manifest: &Manifest,
 ) -> Result<ExitCode> {
-    let dev = HttpDevice::new(url, None, Duration::from_secs(30));
-    let before = collector::now_ms();
+    let mut dev = HttpDevice::new(url, None, Duration::from_secs(30));
     let info = dev.info()?;
-    let after = collector::now_ms();
     let mac = Mac::parse(&info.id).map_err(|e| anyhow!("device id {:?}: {e}", info.id))?;
-    if !info.paired {
-        bail!(
-            "{} is not paired; pair it first (`ofmon pair {} --token ...`)",
-            info.id,
-            info.id
-        );
-    }
-    let problem = if manifest.board.as_str() != info.board {
-        Some(format!(
-            "the upload is for board {}, the device is {}",
-            manifest.board, info.board
-        ))
-    } else if manifest.version <= info.firmware {
-        Some(format!(
-            "the upload is version {}, the device runs {} (only newer versions are accepted)",
-            manifest.version, info.firmware
-        ))
-    } else {
-        None
-    };
-    if let Some(p) = &problem {
-        if !args.force {
-            bail!("{p}; nothing sent (--force sends it anyway)");
-        }
+    dev.set_key(fleet.device_keys(&mac).api_key);
+    // A slow access point may need minutes for a megabyte.
+    dev.set_timeout(Duration::from_secs(300));
+    if let Ok(m) = collector::ota::check_upload(body)
+        && let Some(p) = collector::ota::unsuitable(&info, &m)
+        && args.force
+    {
         eprintln!("warning: {p}; sending anyway (--force)");
     }
-    let key = fleet.device_keys(&mac).api_key;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(body.len() as u64)
     } else {
@@ -389,63 +276,30 @@ fn ota_to(
         .progress_chars("=> "),
     );
     bar.set_prefix(info.id.clone());
-    let stamp = request_stamp(&info, before, after);
-    let (status, reason) = upload(url, &key, stamp, body, &bar)?;
-    bar.finish_and_clear();
-    if status == 401 && reason.contains("stale") {
-        bail!(
-            "device {} refused the request as stale ({reason}): it accepted newer timestamps \
-             before its last reboot and its clock is not set (a simulator at --speed > 1 whose \
-             fast clock a collector followed); it accepts requests again once our clock passes \
-             that point",
-            info.id
-        );
-    }
-    if status != 200 {
-        bail!(
-            "device {} refused firmware {} (HTTP {status}): {reason}",
-            info.id,
-            manifest.version
-        );
-    }
-    println!(
-        "{}: firmware {} accepted ({} bytes); the device reboots into it",
-        info.id,
-        manifest.version,
-        body.len()
+    let version = Manifest::decode_unverified(body)
+        .map(|(m, _)| m.version.to_string())
+        .unwrap_or_default();
+    let outcome = collector::ota::update(
+        &dev,
+        body,
+        args.force,
+        Duration::from_secs(args.wait),
+        &mut |step| match step {
+            Step::Sent(n) => bar.set_position(n),
+            Step::Accepted => {
+                bar.finish_and_clear();
+                println!(
+                    "{}: firmware {version} accepted ({} bytes); the device reboots into it",
+                    info.id,
+                    body.len()
+                );
+            }
+        },
     );
-    if args.wait == 0 {
-        return Ok(ExitCode::SUCCESS);
+    bar.finish_and_clear();
+    match outcome? {
+        Outcome::Accepted => {}
+        Outcome::Running(v) => println!("{}: now running firmware {v}", info.id),
     }
-    // The device reboots, runs the new image's self-test and confirms it, or
-    // rolls back to the old one.
-    let deadline = Instant::now() + Duration::from_secs(args.wait);
-    let mut last = None;
-    std::thread::sleep(Duration::from_millis(200));
-    while Instant::now() < deadline {
-        if let Ok(i) = dev.info() {
-            if i.firmware == manifest.version {
-                println!("{}: now running firmware {}", i.id, i.firmware);
-                return Ok(ExitCode::SUCCESS);
-            }
-            if i.boot_id != info.boot_id {
-                // Rebooted, but not into the new image: rolled back.
-                last = Some(i.firmware);
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    match last {
-        Some(v) => bail!(
-            "device {} came back with firmware {v}, not {}: the new image failed its self-test and was rolled back",
-            info.id,
-            manifest.version
-        ),
-        None => bail!(
-            "device {} did not come back within {} s; check it with `ofmon devices`",
-            info.id,
-            args.wait
-        ),
-    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -98,6 +98,12 @@ pub fn demo(args: &DemoArgs) -> ExitCode {
     for d in &demo.devices {
         eprintln!("  {}  {}  ({})", d.ssid, d.url, d.role);
     }
+    if demo.home().join(ui::demo::FIRMWARE_KEY_FILE).is_file() {
+        eprintln!(
+            "  firmware updates: sign images with `ofmon sign-firmware --key {}`",
+            demo.home().join(ui::demo::FIRMWARE_KEY_FILE).display()
+        );
+    }
     println!("OFMon demo dashboard: {}", demo.url());
     eprintln!(
         "Ctrl-C to stop{}",

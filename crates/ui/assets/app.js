@@ -97,7 +97,7 @@ function showError(where, e) {
 
 // Runs an action and shows its live progress (server-sent events) in `box`.
 // Resolves with the final event ("done" or "failed").
-async function runAction(name, body, box) {
+async function runAction(name, body, box, query = "") {
   const state = el("span", { class: "state" }, "starting…");
   const bar = el("progress", { max: 1, "aria-label": `${name} progress` });
   const msg = el("span", {}, "");
@@ -107,14 +107,21 @@ async function runAction(name, body, box) {
   box.prepend(panel);
   let started;
   try {
-    started = await api(`/api/actions/${name}`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body || {}),
-    });
+    // The firmware upload goes as raw bytes, everything else as JSON.
+    started = body instanceof Blob
+      ? await api(`/api/actions/${name}${query}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/octet-stream" },
+        body,
+      })
+      : await api(`/api/actions/${name}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body || {}),
+      });
   } catch (e) {
     panel.dataset.state = "failed";
-    state.textContent = e.status === 501 ? "not available" : "refused";
+    state.textContent = "refused";
     state.classList.add("failed");
     msg.textContent = e.message;
     bar.remove();
@@ -470,7 +477,14 @@ async function devicePage(id) {
   act(collectBtn, "collect", { device: d.id });
   act(timeBtn, "time", { device: d.id });
   act(syncBtn, "sync", { device: d.id });
-  act(otaBtn, "ota", { device: d.id });
+  otaBtn.addEventListener("click", async () => {
+    const f = otaFile.files && otaFile.files[0];
+    if (!f) { otaFile.focus(); return; }
+    otaBtn.disabled = true;
+    await runAction("ota", f, jobs, `?device=${encodeURIComponent(d.id)}`);
+    otaBtn.disabled = false;
+    refresh();
+  });
   await charts.ready;
   return () => charts.destroy();
 }

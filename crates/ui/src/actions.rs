@@ -7,7 +7,7 @@
 //! | time    | [`collector::collect::set_clock`]         |
 //! | pair    | [`collector::pair::pair`]                 |
 //! | sync    | [`tbsync::Syncer`]                        |
-//! | ota     | not in the collector library yet → 501    |
+//! | ota     | [`collector::ota::update`]                |
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -424,6 +424,63 @@ pub fn sync(ctx: &Ctx, job: &Job, target: &str) {
     }
 }
 
-/// Why OTA cannot run from the dashboard yet.
-pub const OTA_MISSING: &str = "OTA upload is not available in this build: the collector library has no \
-     firmware upload client yet (devices accept signed images at POST /api/v1/ota)";
+/// Largest firmware upload the dashboard takes (the OTA slot is 1 MiB).
+pub const OTA_MAX_BYTES: usize = 4 << 20;
+
+/// Checks an upload before an OTA job starts (400 for a file that is not a
+/// signed upload, 404 for an unknown device).
+pub fn check_ota(ctx: &Ctx, device: &str, body: &[u8]) -> Result<(), Error> {
+    targets(&ctx.db()?, device)?;
+    collector::ota::check_upload(body)
+        .map(|_| ())
+        .map_err(|e| Error::BadRequest(e.to_string()))
+}
+
+/// Sends a signed firmware upload to `device` and waits for it to run the
+/// new version (or to roll back), reporting bytes sent to `job`.
+pub fn ota(ctx: &Ctx, job: &Job, device: &str, body: &[u8]) {
+    let run = || -> Result<serde_json::Value, Error> {
+        let db = ctx.db()?;
+        let mut dev = client(ctx, &db, device)?;
+        // A slow access point may need minutes for a megabyte.
+        dev.set_timeout(Duration::from_secs(300));
+        let total = body.len() as u64;
+        let mut last = Instant::now();
+        let outcome =
+            collector::ota::update(&dev, body, false, Duration::from_secs(60), &mut |step| {
+                match step {
+                    collector::ota::Step::Sent(n) => {
+                        if last.elapsed() > Duration::from_millis(100) || n >= total {
+                            last = Instant::now();
+                            job.progress(
+                                format!("{device}: {n} of {total} bytes sent"),
+                                n,
+                                Some(total),
+                            );
+                        }
+                    }
+                    collector::ota::Step::Accepted => {
+                        job.log(format!(
+                            "{device}: upload accepted; waiting for the device to reboot into it"
+                        ));
+                    }
+                }
+            })?;
+        Ok(match outcome {
+            collector::ota::Outcome::Running(v) => {
+                serde_json::json!({ "device_id": device, "firmware": v.to_string() })
+            }
+            collector::ota::Outcome::Accepted => serde_json::json!({ "device_id": device }),
+        })
+    };
+    match run() {
+        Ok(v) => {
+            let msg = match v["firmware"].as_str() {
+                Some(f) => format!("{device} now runs firmware {f}"),
+                None => format!("{device} accepted the firmware"),
+            };
+            job.done(msg, v)
+        }
+        Err(e) => job.failed(e.to_string(), None),
+    }
+}

@@ -2,7 +2,10 @@
 //! network.
 //!
 //! 1. A home: `--home DIR`, or a fresh temporary directory (removed on stop).
-//! 2. A fleet secret (`fleet.key`), created by the simulator.
+//! 2. A fleet secret (`fleet.key`), created by the simulator, and a
+//!    firmware signing key (`firmware.key`, `firmware.pub`) the simulated
+//!    devices trust, so OTA can be tried from the dashboard with uploads
+//!    made by `ofmon sign-firmware --key HOME/firmware.key`.
 //! 3. Three simulated devices, each the real device core on emulated flash:
 //!    a single-phase household, a single-phase household with solar export,
 //!    and a three-phase commercial site, with `history_days` of history
@@ -175,6 +178,44 @@ fn copy_key(home: &Path, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// File of the demo's firmware signing key in its home (64 hex digits,
+/// for `ofmon sign-firmware --key`).
+pub const FIRMWARE_KEY_FILE: &str = "firmware.key";
+
+/// The firmware public key the demo's devices trust: `home/firmware.pub` if
+/// there is one, else a new signing key written to `home/firmware.key`
+/// (mode 0600) whose public key goes to `home/firmware.pub`.
+fn demo_firmware_key(home: &Path) -> Result<[u8; 32], Error> {
+    if let Some(k) = sim::home::firmware_pubkey(home)? {
+        return Ok(k);
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| Error::BadRequest(format!("no OS random generator: {e}")))?;
+    let key = protocol::firmware::FirmwareSigningKey::from_seed(&seed);
+    let path = home.join(FIRMWARE_KEY_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    std::io::Write::write_all(
+        &mut f,
+        format!("{}\n", protocol::hex::encode(&seed)).as_bytes(),
+    )
+    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let public = key.public_key();
+    let pub_path = home.join(sim::firmware::PUBKEY_FILE);
+    std::fs::write(&pub_path, format!("{}\n", public.to_hex()))
+        .map_err(|e| Error::io(format!("writing {}", pub_path.display()), e))?;
+    Ok(public.to_bytes())
+}
+
 impl Demo {
     /// Starts the demo; `log` gets one line per step.
     pub fn start(opts: DemoOptions, log: &dyn Fn(&str)) -> Result<Demo, Error> {
@@ -203,6 +244,7 @@ impl Demo {
             .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
         log(&format!("home {}", home.display()));
         let fleet_secret = sim::home::fleet_secret(&home)?;
+        let firmware_pubkey = demo_firmware_key(&home)?;
 
         let mut demo = Demo {
             server: None,
@@ -222,6 +264,7 @@ impl Demo {
             // 500 sample sets/s (the engine's minimum) keeps a week of history quick.
             sample_rate_hz: Some(500),
             interval_s: 60,
+            firmware_pubkey: Some(firmware_pubkey),
             ..SimOptions::default()
         };
         let specs = [

@@ -60,9 +60,6 @@ pub enum Error {
     /// A request was malformed.
     #[error("{0}")]
     BadRequest(String),
-    /// The action exists in the dashboard but its backing library does not yet.
-    #[error("{0}")]
-    NotImplemented(String),
     /// The same action is already running for that target.
     #[error("{0}")]
     Busy(String),

@@ -12,15 +12,18 @@
 //! | GET | `/api/devices/{id}/energy?tz_offset_min=M` | `[DayEnergy]` (Wh per day) |
 //! | GET | `/api/devices/{id}/events?limit=N` | `[TimelineEvent]`, newest first |
 //! | GET, PUT | `/api/settings` | [`Settings`] plus read-only paths |
-//! | POST | `/api/actions/{collect,time,pair,sync,ota}` | 202 `{job, events}`; 501 when not backed yet (ota) |
+//! | POST | `/api/actions/{collect,time,pair,sync}` (JSON body) | 202 `{job, events}` |
+//! | POST | `/api/actions/ota?device=ID` (body: the signed upload, `application/octet-stream`) | 202 `{job, events}` |
 //! | GET | `/api/jobs`, `/api/jobs/{id}` | job summaries |
 //! | GET | `/api/jobs/{id}/events` | server-sent events: `progress`, `log`, then `done` or `failed` |
 //!
-//! Errors are `{"error": "..."}` with 400, 404, 409 (same action already
-//! running), 415 (POST/PUT without a JSON body), 501 or 500.
+//! Errors are `{"error": "..."}` with 400, 403 (foreign `Origin`), 404, 409
+//! (same action already running), 413 (upload too large), 415 (POST/PUT
+//! without a JSON body, or OTA without an octet-stream body) or 500.
 //!
-//! Mutating requests must carry JSON (so a foreign web page cannot send
-//! them without a CORS preflight, which this server never grants) and are
+//! Mutating requests must carry JSON or, for the firmware upload,
+//! `application/octet-stream` (so a foreign web page cannot send them
+//! without a CORS preflight, which this server never grants) and are
 //! refused when their `Origin` is not this server. The server listens on
 //! loopback by default; it has no login, so listen elsewhere only on a
 //! network you trust.
@@ -54,7 +57,6 @@ impl IntoResponse for Error {
         let status = match &self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Busy(_) => StatusCode::CONFLICT,
             Error::Collector(collector::Error::UnknownDevice(_)) => StatusCode::NOT_FOUND,
             Error::Collector(collector::Error::Config(_)) => StatusCode::BAD_REQUEST,
@@ -228,9 +230,15 @@ fn spawn_job(
     Ok(accepted(&job))
 }
 
+#[derive(Deserialize, Default)]
+struct OtaQuery {
+    device: Option<String>,
+}
+
 async fn action(
     State(st): St,
     Path(name): Path<String>,
+    Query(q): Query<OtaQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
     let parse_target = || -> Result<String, Error> {
@@ -276,7 +284,22 @@ async fn action(
                 actions::sync(ctx, job, &t)
             })
         }
-        "ota" => Err(Error::NotImplemented(actions::OTA_MISSING.into())),
+        "ota" => {
+            let device = q.device.ok_or_else(|| {
+                Error::BadRequest(
+                    "ota needs ?device=ID and the signed upload as the request body".into(),
+                )
+            })?;
+            let ctx = st.ctx.clone();
+            let (d, b) = (device.clone(), body.clone());
+            tokio::task::spawn_blocking(move || actions::check_ota(&ctx, &d, &b))
+                .await
+                .map_err(|e| Error::BadRequest(e.to_string()))??;
+            let d = device.clone();
+            spawn_job(&st, "ota", &device, move |ctx, job| {
+                actions::ota(ctx, job, &d, &body)
+            })
+        }
         other => Err(Error::NotFound(format!(
             "no action {other:?}; actions are collect, time, pair, sync, ota"
         ))),
@@ -346,6 +369,23 @@ async fn static_file(uri: Uri) -> Response {
 /// Refuses mutating requests from another origin (a web page elsewhere).
 async fn same_origin(headers: HeaderMap, req: Request, next: Next) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        let ota = req.uri().path() == "/api/actions/ota";
+        let ctype = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let want = if ota {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        if !ctype.starts_with(want) {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                axum::Json(json!({ "error": format!("send the body as {want}") })),
+            )
+                .into_response();
+        }
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
             let origin_host = origin.split("://").nth(1).unwrap_or("");
@@ -378,7 +418,10 @@ pub fn router(home: PathBuf) -> Router {
         .route("/api/devices/{id}/energy", get(energy))
         .route("/api/devices/{id}/events", get(events))
         .route("/api/settings", get(get_settings).put(put_settings))
-        .route("/api/actions/{name}", post(action))
+        .route(
+            "/api/actions/{name}",
+            post(action).layer(axum::extract::DefaultBodyLimit::max(actions::OTA_MAX_BYTES)),
+        )
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/events", get(job_events))

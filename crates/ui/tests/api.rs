@@ -33,6 +33,17 @@ fn post(url: &str, body: &str, origin: Option<&str>) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+fn post_bytes(url: &str, body: &[u8]) -> (u16, Value) {
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", "application/octet-stream")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// Reads a job's SSE stream to its end; returns the event names and the last data.
 fn follow(base: &str, events: &str) -> (Vec<String>, Value) {
     let mut r = agent()
@@ -219,8 +230,60 @@ fn demo_api_end_to_end() {
     }
     let (_, settings) = get(&format!("{base}api/settings"));
     assert_eq!(settings["sync_available"], true);
-    let (s, _) = post(&format!("{base}api/actions/ota"), "{}", None);
-    assert_eq!(s, 501);
+    // Firmware update from the dashboard: an upload signed with the demo's
+    // firmware key (home/firmware.key) reaches the device, which reboots
+    // into it; a file that is not a signed upload is refused up front.
+    let seed = std::fs::read_to_string(home.join(ui::demo::FIRMWARE_KEY_FILE)).unwrap();
+    let seed = protocol::hex::decode_array::<32>(seed.trim()).unwrap();
+    let key = protocol::firmware::FirmwareSigningKey::from_seed(&seed);
+    let dev_url = &demo.devices[0].url;
+    let (_, info) = get(&format!("{dev_url}/api/v1/info"));
+    let running: protocol::firmware::FirmwareVersion =
+        info["firmware"].as_str().unwrap().parse().unwrap();
+    let next = protocol::firmware::FirmwareVersion::new(running.major + 1, 0, 0);
+    let upload = key
+        .sign_image(
+            &sim::firmware::image(next, 200_000, false),
+            next,
+            info["board"].as_str().unwrap(),
+        )
+        .unwrap();
+    let (s, e) = post_bytes(
+        &format!("{base}api/actions/ota?device={id}"),
+        b"not firmware",
+    );
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("sign-firmware"),
+        "{e}"
+    );
+    let (s, _) = post(&format!("{base}api/actions/ota?device={id}"), "{}", None);
+    assert_eq!(s, 415);
+    let (s, started) = post_bytes(&format!("{base}api/actions/ota?device={id}"), &upload);
+    assert_eq!(s, 202, "{started}");
+    let (names, last) = follow(&base, started["events"].as_str().unwrap());
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("done"),
+        "{names:?} {last}"
+    );
+    assert!(names.iter().any(|n| n == "progress"), "{names:?}");
+    assert_eq!(
+        last["result"]["firmware"].as_str(),
+        Some(next.to_string().as_str())
+    );
+    let (_, info) = get(&format!("{dev_url}/api/v1/info"));
+    assert_eq!(info["firmware"].as_str(), Some(next.to_string().as_str()));
+    // The same upload again is a downgrade-or-equal: the device refuses it
+    // and the job says why.
+    let (s, started) = post_bytes(&format!("{base}api/actions/ota?device={id}"), &upload);
+    assert_eq!(s, 202, "{started}");
+    let (names, last) = follow(&base, started["events"].as_str().unwrap());
+    assert_eq!(names.last().map(String::as_str), Some("failed"), "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("only newer"),
+        "{last}"
+    );
     let (s, _) = post(
         &format!("{base}api/actions/collect"),
         "{\"device\":\"0000DEADBEEF\"}",
