@@ -34,11 +34,20 @@
 //!   500, add a delay, drop the next N connections (before or after the data
 //!   was stored), revoke a token, set the body limit or a rate limit.
 //!
+//! - **MQTT** (optional, [`MockServer::start_mqtt`]): the device API and
+//!   the gateway API over the same storage; `v1/gateway/connect` and
+//!   `v1/gateway/telemetry` create devices by name, as the real server does
+//!   (see [`mqtt`]). Tests that inspect packets use a real broker
+//!   (mosquitto) instead.
+//!
 //! Usable as a library ([`MockServer::start`]) and as `ofmon tb-mock`.
-//! MQTT is not mocked: tests use a real broker (mosquitto).
 //!
 //! Architecture invariants: the mock keeps everything in memory and never
 //! touches files; each fault is consumed by exactly one device-API request.
+
+pub mod mqtt;
+
+pub use mqtt::MqttFront;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
