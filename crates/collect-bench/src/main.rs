@@ -6,7 +6,7 @@
 //! (`--no-baseline`: ours only, e.g. under a profiler)
 //!
 //! **Ours.** `days` of 1-minute 1 V + 3 CT records (a deterministic household
-//! simulated per second, [`workload`]) are appended with the real
+//! simulated per second, `store::workload`) are appended with the real
 //! `store::Store` to an emulated flash image, which becomes the flash file of
 //! a real simulated device (`sim::Fleet`: the `device` core and its picoserve
 //! router on loopback). Building the image replaces the simulator's own
@@ -35,8 +35,6 @@
 //!
 //! Wire bytes are HTTP body bytes (headers are a few hundred bytes per
 //! request for both).
-
-mod workload;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -122,7 +120,7 @@ fn now_ms() -> u64 {
 fn history(days: u64) -> Vec<Record> {
     let n = days * 1440;
     let start = now_ms() - n * INTERVAL_MS;
-    let mut h = workload::Household::new(1);
+    let mut h = store::workload::Household::new(1);
     (1..=n)
         .map(|i| {
             let mut r = h.interval();

@@ -24,6 +24,8 @@ mod crc;
 pub mod emulated;
 pub mod record;
 mod store;
+#[cfg(feature = "emulated")]
+pub mod workload;
 
 pub use crc::{Crc32, crc32};
 pub use record::{Circuit, Flags, Record, Voltage};

@@ -1,10 +1,10 @@
-//! The workload: a deterministic household, 1 V + 3 CT, simulated per
-//! second and aggregated per minute like the meter does. The same generator
-//! as `store-bench` (kept in step by hand; both are bench-only), so the
-//! record codec sees realistic residuals rather than constant values.
+//! A benchmark workload (feature `emulated`): a deterministic household,
+//! 1 V + 3 CT, simulated per second and aggregated per minute like the
+//! meter does, so the record codec sees realistic residuals rather than
+//! constant values. Used by `store-bench` and `collect-bench`.
 
-use store::emulated::Rng;
-use store::{Circuit, Record, Voltage};
+use crate::emulated::Rng;
+use crate::{Circuit, Record, Voltage};
 
 /// Deterministic household: CT1 whole house (fridge, lights, cooking, TV,
 /// random appliances), CT2 a water heater (two cycles a day), CT3 a PV
