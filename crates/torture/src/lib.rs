@@ -18,6 +18,8 @@
 //!   `kill -9` of `ofmon sync` at random moments.
 //! - [`servers`]: `ofmon sync` against a misbehaving server (500, 401,
 //!   413, slow, dropped, down) and a full disk under `ofmon collect`/`sync`.
+//! - [`schema`]: runs schemathesis (installed from PyPI into a virtualenv)
+//!   against `openapi.yaml` on a simulated device (long profile).
 //! - [`smoke`]: random-input smoke over the fuzz entry points (the stable
 //!   counterpart of the `fuzz/` cargo-fuzz targets).
 //! - [`campaign`]: runs everything for a [`Profile`] and collects one
@@ -38,6 +40,7 @@ pub mod links;
 pub mod ota;
 pub mod power;
 pub mod proxy;
+pub mod schema;
 pub mod security;
 pub mod servers;
 pub mod smoke;
