@@ -21,7 +21,18 @@
 //! destination (id PK, kind, url, UNIQUE (kind, url))
 //! sync_state  (destination_id, device_id, seq, state, attempts, last_error,
 //!              updated_ms, PRIMARY KEY (destination_id, device_id, seq))
+//! tb_device   (device_id PK, server, tb_id, name, label, fetched_ms)
+//! tb_gateway  (server PK, tb_id, name, token, added_ms)
 //! ```
+//!
+//! **ThingsBoard identity cache**: `tb_device` remembers, per meter, the
+//! server it was provisioned on, its device id there, and the name and label
+//! the server last reported (`fetched_ms`: when), so `ofmon devices` shows
+//! them offline; `device.name` follows the server-side name (the gateway API
+//! addresses devices by name). `tb_gateway` holds the gateway device made by
+//! `ofmon pair --gateway`, whose token the gateway transport uses. Both are
+//! plain `CREATE TABLE IF NOT EXISTS` additions: older databases gain them
+//! on open, without a version change.
 //!
 //! Values are kept in the device's exact integer units (cV, mA, dW, dVA,
 //! milli-PF, mWh); conversion to V/A/W/Wh happens on export.
@@ -110,6 +121,21 @@ CREATE TABLE IF NOT EXISTS event (
     json TEXT NOT NULL,
     PRIMARY KEY (device_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tb_device (
+    device_id TEXT PRIMARY KEY,
+    server TEXT,
+    tb_id TEXT,
+    name TEXT,
+    label TEXT,
+    fetched_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS tb_gateway (
+    server TEXT PRIMARY KEY,
+    tb_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    token TEXT NOT NULL,
+    added_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS time_sync (
     device_id TEXT NOT NULL,
     boot_id INTEGER NOT NULL,
@@ -171,6 +197,29 @@ pub struct DeviceRow {
     pub records: u64,
     /// Records not yet sent to any destination.
     pub pending_sync: u64,
+    /// Device id on the ThingsBoard server (from provisioning or a fetch).
+    pub tb_id: Option<String>,
+    /// Label on the ThingsBoard server, as last fetched.
+    pub label: Option<String>,
+    /// When the server-side name and label were last fetched (unix ms);
+    /// `None`: never (the name is the one given at pairing).
+    pub tb_fetched_ms: Option<i64>,
+}
+
+/// A gateway device on a ThingsBoard server (`ofmon pair --gateway`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayRow {
+    /// Server it was provisioned on (REST base URL).
+    pub server: String,
+    /// Its device id there.
+    pub tb_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its access token (MQTT user name of the gateway connection).
+    #[serde(skip)]
+    pub token: String,
+    /// When it was saved (unix ms).
+    pub added_ms: i64,
 }
 
 /// One exported row: one record and one CT.
@@ -655,8 +704,9 @@ impl Db {
                     (SELECT COUNT(*) FROM record r WHERE r.device_id = d.id),
                     (SELECT COUNT(*) FROM record r WHERE r.device_id = d.id AND NOT EXISTS
                         (SELECT 1 FROM sync_state s WHERE s.device_id = r.device_id
-                         AND s.seq = r.seq AND s.state = 'sent'))
-             FROM device d ORDER BY d.id",
+                         AND s.seq = r.seq AND s.state = 'sent')),
+                    t.tb_id, t.label, t.fetched_ms
+             FROM device d LEFT JOIN tb_device t ON t.device_id = d.id ORDER BY d.id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(DeviceRow {
@@ -672,6 +722,92 @@ impl Db {
                 last_collect_ms: r.get(9)?,
                 records: u64_of(r.get(10)?),
                 pending_sync: u64_of(r.get(11)?),
+                tb_id: r.get(12)?,
+                label: r.get(13)?,
+                tb_fetched_ms: r.get(14)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Remembers where a device was provisioned: its `server` and its id
+    /// there, with the `name` and `label` the server answered at `now_ms`.
+    /// Also sets the device's name.
+    pub fn set_tb_identity(
+        &self,
+        id: &str,
+        server: &str,
+        tb_id: &str,
+        name: &str,
+        label: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        self.conn.execute(
+            "INSERT INTO tb_device (device_id, server, tb_id, name, label, fetched_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(device_id) DO UPDATE SET server = ?2, tb_id = ?3, name = ?4,
+             label = ?5, fetched_ms = ?6",
+            params![id, server, tb_id, name, label, now_ms],
+        )?;
+        self.conn.execute(
+            "UPDATE device SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        Ok(())
+    }
+
+    /// Caches the server-side `name` and `label` of a device fetched at
+    /// `now_ms` (and its server id, learned when it was looked up by name),
+    /// in one transaction with the device's name.
+    pub fn set_tb_fetched(
+        &mut self,
+        id: &str,
+        server: &str,
+        tb_id: &str,
+        name: &str,
+        label: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO tb_device (device_id, server, tb_id, name, label, fetched_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(device_id) DO UPDATE SET server = COALESCE(server, ?2), tb_id = ?3,
+             name = ?4, label = ?5, fetched_ms = ?6",
+            params![id, server, tb_id, name, label, now_ms],
+        )?;
+        tx.execute(
+            "UPDATE device SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Saves (replaces) the gateway device of `server`.
+    pub fn set_gateway(&self, g: &GatewayRow) -> Result<(), Error> {
+        self.conn.execute(
+            "INSERT INTO tb_gateway (server, tb_id, name, token, added_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(server) DO UPDATE SET tb_id = ?2, name = ?3, token = ?4, added_ms = ?5",
+            params![g.server, g.tb_id, g.name, g.token, g.added_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The saved gateway devices, newest first.
+    pub fn gateways(&self) -> Result<Vec<GatewayRow>, Error> {
+        let mut st = self.conn.prepare(
+            "SELECT server, tb_id, name, token, added_ms FROM tb_gateway
+             ORDER BY added_ms DESC, server",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(GatewayRow {
+                server: r.get(0)?,
+                tb_id: r.get(1)?,
+                name: r.get(2)?,
+                token: r.get(3)?,
+                added_ms: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

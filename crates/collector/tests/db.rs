@@ -236,3 +236,44 @@ fn reconstruct_writes_only_rows_whose_time_changed() {
     assert_eq!(fresh.reconstruct_times(ID, &Params::default()).unwrap(), 3);
     assert_eq!(times(&fresh), second);
 }
+
+#[test]
+fn thingsboard_name_cache_and_gateway() {
+    let mut db = db();
+    db.set_pairing(ID, "tok", Some("kitchen"), None, Some("http://tb"))
+        .unwrap();
+    let d = &db.devices().unwrap()[0];
+    assert_eq!(d.name.as_deref(), Some("kitchen"));
+    assert_eq!((d.tb_id.as_deref(), d.tb_fetched_ms), (None, None));
+    db.set_tb_identity(ID, "http://tb", "uuid-1", "kitchen", Some("Main"), 1000)
+        .unwrap();
+    let d = &db.devices().unwrap()[0];
+    assert_eq!(d.tb_id.as_deref(), Some("uuid-1"));
+    assert_eq!(d.label.as_deref(), Some("Main"));
+    assert_eq!(d.tb_fetched_ms, Some(1000));
+    // Renamed on the server: the cache and the device's name follow.
+    db.set_tb_fetched(ID, "http://other", "uuid-1", "cuisine", None, 2000)
+        .unwrap();
+    let d = &db.devices().unwrap()[0];
+    assert_eq!(d.name.as_deref(), Some("cuisine"));
+    assert_eq!(d.label, None);
+    assert_eq!(d.tb_fetched_ms, Some(2000));
+    // Gateways: one per server, replaced, newest first.
+    assert!(db.gateways().unwrap().is_empty());
+    let g = |server: &str, token: &str, at: i64| collector::db::GatewayRow {
+        server: server.into(),
+        tb_id: "gw".into(),
+        name: "OFMon gateway".into(),
+        token: token.into(),
+        added_ms: at,
+    };
+    db.set_gateway(&g("http://a", "t1", 1)).unwrap();
+    db.set_gateway(&g("http://b", "t2", 2)).unwrap();
+    db.set_gateway(&g("http://a", "t3", 3)).unwrap();
+    let gws = db.gateways().unwrap();
+    assert_eq!(gws.len(), 2);
+    assert_eq!(
+        (gws[0].server.as_str(), gws[0].token.as_str()),
+        ("http://a", "t3")
+    );
+}

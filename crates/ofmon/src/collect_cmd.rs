@@ -49,6 +49,23 @@ pub struct DevicesArgs {
     /// Also scan Wi-Fi with nmcli for devices in range.
     #[arg(long)]
     wifi: bool,
+    /// Do not ask ThingsBoard for the devices' current names and labels;
+    /// show the cached ones.
+    #[arg(long, conflicts_with_all = ["thingsboard", "user"])]
+    offline: bool,
+    /// Only this ThingsBoard server; with --user/--password, log in there
+    /// (the login is remembered as a refresh token, never the password).
+    #[arg(long, value_name = "URL")]
+    thingsboard: Option<String>,
+    /// ThingsBoard tenant user (default: $OFMON_TB_USER).
+    #[arg(long, requires_all = ["thingsboard", "password"])]
+    user: Option<String>,
+    /// ThingsBoard tenant password (default: $OFMON_TB_PASSWORD).
+    #[arg(long, requires = "user")]
+    password: Option<String>,
+    /// PEM file of a private CA for an https:// server.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 /// `ofmon pair`.
@@ -57,7 +74,14 @@ pub struct PairArgs {
     #[command(flatten)]
     home: HomeArg,
     /// The device: URL, SSID or device id.
-    device: String,
+    #[arg(required_unless_present = "gateway", conflicts_with = "gateway")]
+    device: Option<String>,
+    /// Instead of a meter, provision this collector's gateway device (the
+    /// "Is gateway" flag) on the server and save its token for
+    /// `ofmon sync --transport gateway`. Needs --thingsboard, --user and
+    /// --password; --name defaults to "OFMon gateway".
+    #[arg(long, requires_all = ["thingsboard", "user"])]
+    gateway: bool,
     /// ThingsBoard device access token (or get one with --thingsboard,
     /// --user and --password).
     #[arg(long, required_unless_present = "user", conflicts_with = "user")]
@@ -195,8 +219,35 @@ pub fn devices(args: &DevicesArgs) -> ExitCode {
 
 fn devices_inner(args: &DevicesArgs) -> Result<ExitCode> {
     let home = args.home.resolve()?;
-    let db = home.db()?;
+    let mut db = home.db()?;
+    let mut code = ExitCode::SUCCESS;
+    if !args.offline {
+        let ca_pem = match &args.ca_file {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .with_context(|| format!("cannot read --ca-file {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let login = crate::tb_names::Login {
+            server: args.thingsboard.clone(),
+            user: args.user.clone(),
+            password: args.password.clone(),
+            ca_pem,
+        }
+        .with_env();
+        let o = crate::tb_names::refresh(&home, &mut db, &login, crate::tb_names::FETCH_TIMEOUT)?;
+        for n in &o.notes {
+            eprintln!("note: {n}");
+        }
+        // A password typed on the command line that the server refuses is
+        // an error; being offline or logged out is not.
+        if o.password_refused && args.password.is_some() {
+            code = ExitCode::FAILURE;
+        }
+    }
     let rows = db.devices()?;
+    let now = collector::now_ms();
     let mut seen: Vec<Found> = Vec::new();
     for mut b in backends(&home, args.wifi) {
         seen.extend(b.scan().unwrap_or_default());
@@ -210,21 +261,32 @@ fn devices_inner(args: &DevicesArgs) -> Result<ExitCode> {
         })
         .collect();
     if args.json {
-        let v = serde_json::json!({ "known": rows, "new": new });
+        let v = serde_json::json!({ "now_ms": now, "known": rows, "new": new });
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     println!(
-        "{:<14} {:<20} {:<6} {:<16} {:>9} {:<20} {:>8}",
-        "ID", "SSID", "PAIRED", "NAME", "LAST SEQ", "LAST COLLECT (UTC)", "PENDING"
+        "{:<14} {:<20} {:<6} {:<16} {:<16} {:<11} {:>9} {:<20} {:>8}",
+        "ID",
+        "SSID",
+        "PAIRED",
+        "NAME",
+        "LABEL",
+        "NAME AS OF",
+        "LAST SEQ",
+        "LAST COLLECT (UTC)",
+        "PENDING"
     );
     for r in &rows {
         println!(
-            "{:<14} {:<20} {:<6} {:<16} {:>9} {:<20} {:>8}",
+            "{:<14} {:<20} {:<6} {:<16} {:<16} {:<11} {:>9} {:<20} {:>8}",
             r.id,
             r.ssid.as_deref().unwrap_or("-"),
             if r.paired { "yes" } else { "no" },
             r.name.as_deref().unwrap_or("-"),
+            r.label.as_deref().unwrap_or("-"),
+            r.tb_fetched_ms
+                .map_or("pairing".to_string(), |t| crate::tb_names::age(t, now)),
             r.last_seq,
             r.last_collect_ms.map_or("-".to_string(), fmt_utc),
             r.pending_sync
@@ -243,7 +305,7 @@ fn devices_inner(args: &DevicesArgs) -> Result<ExitCode> {
                 .unwrap_or_default()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Runs `ofmon pair`.
@@ -251,14 +313,65 @@ pub fn pair(args: &PairArgs) -> ExitCode {
     report(pair_inner(args))
 }
 
+/// Default name of the gateway device made by `ofmon pair --gateway`.
+pub const GATEWAY_NAME: &str = "OFMon gateway";
+
+fn pair_gateway(args: &PairArgs, home: &Home, db: &Db) -> Result<ExitCode> {
+    let (Some(server), Some(user)) = (&args.thingsboard, &args.user) else {
+        bail!("--gateway needs --thingsboard URL --user U --password P");
+    };
+    let name = args.name.as_deref().unwrap_or(GATEWAY_NAME);
+    let p = crate::tb_cmd::provision(
+        server,
+        user,
+        args.password.as_deref().unwrap_or(""),
+        name,
+        args.profile.as_deref(),
+        true,
+        args.ca_file.as_deref(),
+    )?;
+    crate::tb_names::save_login(home, server, Some(user), p.refresh_token.as_deref())?;
+    let row = collector::db::GatewayRow {
+        server: tbsync::outbox::normalize_url(server),
+        tb_id: p.device.id.clone(),
+        name: p.device.name.clone(),
+        token: p.token,
+        added_ms: collector::now_ms(),
+    };
+    db.set_gateway(&row)?;
+    if args.json {
+        let v = serde_json::json!({
+            "gateway": row,
+            "created": p.created,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} gateway device {:?} ({}) on {}; `ofmon sync --transport gateway` uses its token",
+            if p.created { "created" } else { "found" },
+            row.name,
+            row.tb_id,
+            row.server
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn pair_inner(args: &PairArgs) -> Result<ExitCode> {
     let home = args.home.resolve()?;
     let db = home.db()?;
+    if args.gateway {
+        return pair_gateway(args, &home, &db);
+    }
+    let Some(device) = args.device.as_deref() else {
+        bail!("name the device to pair (URL, SSID or device id), or pass --gateway");
+    };
     let fleet = home.fleet_key()?;
     let mut bs = backends(&home, true);
-    let (found, join) = resolve(&args.device, &mut bs, &known(&db)?)?;
+    let (found, join) = resolve(device, &mut bs, &known(&db)?)?;
     // REST provisioning (issue 7): token from the server, device by name;
     // before joining the device's Wi-Fi, while the server is reachable.
+    let mut provisioned = None;
     let (token, name, profile, server) = match (&args.user, &args.thingsboard) {
         (Some(user), Some(server)) => {
             let name = args
@@ -266,22 +379,27 @@ fn pair_inner(args: &PairArgs) -> Result<ExitCode> {
                 .clone()
                 .or_else(|| found.ssid.clone())
                 .or_else(|| found.id.clone())
-                .unwrap_or_else(|| args.device.clone());
+                .unwrap_or_else(|| device.to_string());
             let p = crate::tb_cmd::provision(
                 server,
                 user,
                 args.password.as_deref().unwrap_or(""),
                 &name,
                 args.profile.as_deref(),
+                false,
                 args.ca_file.as_deref(),
             )?;
             eprintln!(
                 "ThingsBoard: {} device {} ({})",
                 if p.created { "created" } else { "found" },
-                p.name,
-                p.id
+                p.device.name,
+                p.device.id
             );
-            (p.token, Some(p.name), None, Some(server.clone()))
+            crate::tb_names::save_login(&home, server, Some(user), p.refresh_token.as_deref())?;
+            let token = p.token.clone();
+            let name = p.device.name.clone();
+            provisioned = Some((server.clone(), p.device));
+            (token, Some(name), None, Some(server.clone()))
         }
         _ => (
             args.token.clone().unwrap_or_default(),
@@ -313,6 +431,16 @@ fn pair_inner(args: &PairArgs) -> Result<ExitCode> {
         bs[i].leave()?;
     }
     let p = res?;
+    if let Some((server, tb)) = provisioned {
+        db.set_tb_identity(
+            &p.device_id,
+            &tbsync::outbox::normalize_url(&server),
+            &tb.id,
+            &tb.name,
+            tb.label.as_deref(),
+            collector::now_ms(),
+        )?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {

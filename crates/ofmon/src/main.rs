@@ -8,6 +8,7 @@ mod collect_cmd;
 mod meter_cmd;
 mod ota_cmd;
 mod tb_cmd;
+mod tb_names;
 mod ui_cmd;
 
 use clap::{Parser, Subcommand};

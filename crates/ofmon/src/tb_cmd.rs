@@ -19,7 +19,8 @@ pub enum TransportArg {
     Http,
     /// MQTT device API (one connection per device, QoS 1).
     Mqtt,
-    /// MQTT gateway API (one connection for all devices; needs --gateway-token).
+    /// MQTT gateway API (one connection for all devices; the gateway token
+    /// from `ofmon pair --gateway`, or --gateway-token).
     Gateway,
 }
 
@@ -48,7 +49,8 @@ pub struct SyncArgs {
     /// How to send.
     #[arg(long, value_enum, default_value = "auto")]
     transport: TransportArg,
-    /// Access token of the gateway device (gateway transport).
+    /// Access token of the gateway device (gateway transport). Default: the
+    /// one saved by `ofmon pair --gateway` for this server.
     #[arg(long, value_name = "TOKEN")]
     gateway_token: Option<String>,
     /// PEM file of a private CA for https:// or mqtts://.
@@ -161,7 +163,11 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
             TransportArg::Mqtt => Transport::Mqtt,
             TransportArg::Gateway => Transport::Gateway,
         },
-        gateway_token: args.gateway_token.clone(),
+        gateway_token: match (&args.gateway_token, args.transport) {
+            (Some(t), _) => Some(t.clone()),
+            (None, TransportArg::Gateway) => saved_gateway_token(&db, args.thingsboard.as_deref())?,
+            (None, _) => None,
+        },
         only: args.devices.clone(),
         batch_records: args.batch.max(1),
         batch_bytes: args.batch_bytes.max(1024),
@@ -269,50 +275,70 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
     })
 }
 
-/// What REST provisioning produced, for `ofmon pair --thingsboard URL
-/// --user U --password P [--name NAME] [--profile NAME]`.
-#[derive(Debug, Clone)]
-pub struct Provisioned {
-    /// Device access token.
-    pub token: String,
-    /// Device name on the server.
-    pub name: String,
-    /// Device id on the server.
-    pub id: String,
-    /// Whether the device was created (else found by name).
-    pub created: bool,
-}
-
-/// Logs in, finds the device `name` or creates it (with `profile`), and
-/// reads its access token. Called by `ofmon pair` before it pairs the meter.
+/// Logs in, finds the device `name` or creates it (with `profile`; with
+/// `gateway`, as a gateway device), and reads its access token. Called by
+/// `ofmon pair` before it pairs the meter, and by `ofmon pair --gateway`.
 pub fn provision(
     server: &str,
     user: &str,
     password: &str,
     name: &str,
     profile: Option<&str>,
+    gateway: bool,
     ca_file: Option<&std::path::Path>,
-) -> Result<Provisioned> {
+) -> Result<tbsync::rest::Provisioned> {
     let ca = match ca_file {
         Some(p) => Some(
             std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
         ),
         None => None,
     };
-    let (dev, token, created) = tbsync::rest::provision_blocking(
+    tbsync::rest::provision_blocking(
         server,
         user,
         password,
         name,
         profile,
-        None,
+        gateway,
         ca.as_deref(),
     )
-    .map_err(|e| anyhow!("{e}"))?;
-    Ok(Provisioned {
-        token,
-        name: dev.name,
-        id: dev.id,
-        created,
+    .map_err(|e| anyhow!("{e}"))
+}
+
+/// The host of a server URL (`http://h:8080/x` → `h`).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// The gateway token `ofmon pair --gateway` saved for the server the gateway
+/// transport talks to: the one on the same host as `server` (the REST URL
+/// and the MQTT URL differ in scheme and port), else the only one saved.
+pub fn saved_gateway_token(db: &collector::Db, server: Option<&str>) -> Result<Option<String>> {
+    let gws = db.gateways()?;
+    let same_host = server.and_then(|s| gws.iter().find(|g| host_of(&g.server) == host_of(s)));
+    Ok(match (same_host, gws.len()) {
+        (Some(g), _) => Some(g.token.clone()),
+        (None, 1) if server.is_none() => Some(gws[0].token.clone()),
+        _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("http://tb.example:8080/"), "tb.example");
+        assert_eq!(host_of("mqtt://127.0.0.1:1883"), "127.0.0.1");
+        assert_eq!(host_of("https://u@tb"), "tb");
+        assert_eq!(host_of("mqtt://[::1]:1883"), "::1");
+        assert_eq!(host_of("tb.local"), "tb.local");
+    }
 }

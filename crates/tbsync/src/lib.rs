@@ -60,6 +60,13 @@ pub enum Error {
     /// The REST API refused or failed.
     #[error("ThingsBoard REST API: {0}")]
     Rest(String),
+    /// The REST API refused the login (wrong password, expired refresh
+    /// token).
+    #[error("{0}")]
+    LoginRefused(String),
+    /// The REST API could not be reached (offline, timeout).
+    #[error("{0}")]
+    Unreachable(String),
     /// Local IO (runtime, files).
     #[error("{0}")]
     Io(#[from] std::io::Error),
