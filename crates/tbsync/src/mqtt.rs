@@ -107,6 +107,9 @@ fn options(
 enum Session {
     Done,
     Unauthorized,
+    /// The TLS handshake failed (untrusted certificate): not retried in
+    /// this run, waiting does not fix a certificate. Nothing was in flight.
+    Tls(String),
     /// Failed; whether any batch was acknowledged before.
     Failed {
         msg: String,
@@ -159,14 +162,14 @@ async fn session(
             Ok(Err(ConnectionError::ConnectionRefused(
                 ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword,
             ))) => return Ok(Session::Unauthorized),
+            Ok(Err(e @ ConnectionError::Tls(_))) => {
+                return Ok(Session::Tls(format!(
+                    "{url}: {e}; for a private CA give its certificate with --ca-file"
+                )));
+            }
             Ok(Err(e)) => {
-                let hint = if matches!(e, ConnectionError::Tls(_)) {
-                    "; for a private CA give its certificate with --ca-file"
-                } else {
-                    ""
-                };
                 return Ok(Session::Failed {
-                    msg: format!("{url}: {e}{hint}"),
+                    msg: format!("{url}: {e}"),
                     progressed: false,
                     in_flight: Vec::new(),
                 });
@@ -314,6 +317,7 @@ async fn sessions(
         match session(runs, url, username, gateway, progress).await? {
             Session::Done => return Ok(DeviceStatus::Done),
             Session::Unauthorized => return Ok(DeviceStatus::Unauthorized),
+            Session::Tls(msg) => return Ok(DeviceStatus::GaveUp(msg)),
             Session::Failed {
                 msg,
                 progressed,

@@ -84,15 +84,21 @@ fn https_with_wrong_ca_is_refused_and_nothing_marked() {
     let conn = create_db(&dir.path().join("c.db"));
     add_device(&conn, "D1", "m", Some("t"), None);
     add_records(&conn, "D1", 1, 20, false);
+    let mut retries = 0;
     let r = Syncer::new(&conn, opts(m.url(), &other_ca))
         .unwrap()
-        .run(&mut |_| {})
+        .run(&mut |p| {
+            if matches!(p, tbsync::Progress::Retry { .. }) {
+                retries += 1;
+            }
+        })
         .unwrap();
     let msg = status_error(&r.devices[0].status);
     assert!(
         msg.contains("certificate") && msg.contains("--ca-file"),
         "the error names the certificate problem and the fix: {msg}"
     );
+    assert_eq!(retries, 0, "a certificate failure is not retried");
     assert_eq!(r.sent(), 0);
     let dest = tbsync::outbox::find_destination(&conn, &m.url())
         .unwrap()
@@ -259,12 +265,21 @@ fn mqtts_with_wrong_ca_is_refused_and_nothing_marked() {
         transport: Transport::Mqtt,
         ..opts(url.clone(), &other_ca)
     };
-    let r = Syncer::new(&conn, o).unwrap().run(&mut |_| {}).unwrap();
+    let mut retries = 0;
+    let r = Syncer::new(&conn, o)
+        .unwrap()
+        .run(&mut |p| {
+            if matches!(p, tbsync::Progress::Retry { .. }) {
+                retries += 1;
+            }
+        })
+        .unwrap();
     let msg = status_error(&r.devices[0].status);
     assert!(
-        msg.to_lowercase().contains("certificate"),
-        "the error names the certificate problem: {msg}"
+        msg.to_lowercase().contains("certificate") && msg.contains("--ca-file"),
+        "the error names the certificate problem and the fix: {msg}"
     );
+    assert_eq!(retries, 0, "a certificate failure is not retried");
     assert_eq!(r.sent(), 0);
     let dest = tbsync::outbox::find_destination(&conn, &url)
         .unwrap()
