@@ -690,7 +690,8 @@ fn render_schema(s: &mut String, r: Option<&SchemaReport>) {
     let _ = writeln!(
         s,
         "schemathesis {} against `openapi.yaml` on a simulated device (legacy mode on, so the \
-         legacy routes are live), phases coverage + fuzzing, checks {}.\n\n\
+         legacy routes are live), examples, coverage and fuzzing phases (no stateful phase: the \
+         spec has no links), checks {}.\n\n\
          | figure | value | target |\n|---|---|---|\n\
          | operations tested | {} | every one in the spec |\n\
          | test cases (requests) | {} | |\n\
