@@ -89,7 +89,7 @@ fn tick(v: f64) -> String {
 }
 
 /// Worst |error| per load over all frequencies for one PF, sorted by load.
-fn worst_by_load(
+pub(crate) fn worst_by_load(
     points: &[SweepPoint],
     pf: &str,
     pick: impl Fn(&SweepPoint) -> Option<f64>,
