@@ -88,6 +88,10 @@ pub struct TbMockArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// Also serve the MQTT device and gateway API on this port (0: any free
+    /// port), e.g. for `ofmon sync --transport gateway`.
+    #[arg(long, value_name = "PORT")]
+    mqtt_port: Option<u16>,
 }
 
 fn report(r: Result<ExitCode>) -> ExitCode {
@@ -121,6 +125,23 @@ fn tb_mock_inner(args: &TbMockArgs) -> Result<ExitCode> {
         thingsboard_mock::TENANT_PASSWORD
     );
     println!("sync: ofmon sync --thingsboard {}", m.url());
+    let _mqtt = match args.mqtt_port {
+        Some(port) => {
+            let mq = m
+                .start_mqtt_on((args.bind, port).into())
+                .with_context(|| format!("is port {port} already in use? try --mqtt-port 0"))?;
+            println!(
+                "gateway: ofmon pair --gateway --thingsboard {} --user {} --password {}; \
+                 ofmon sync --transport gateway --thingsboard {}",
+                m.url(),
+                thingsboard_mock::TENANT_USER,
+                thingsboard_mock::TENANT_PASSWORD,
+                mq.url()
+            );
+            Some(mq)
+        }
+        None => None,
+    };
     use std::io::Write;
     let _ = std::io::stdout().flush();
     loop {

@@ -359,3 +359,28 @@ fn gateway_pair_sync_and_read_back_by_name() {
     }
     fleet.stop();
 }
+
+#[test]
+fn tb_mock_serves_mqtt_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ofmon"))
+        .args(["tb-mock", "--port", "0", "--mqtt-port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut gateway = None;
+    for l in lines.take(8) {
+        let l = l.unwrap();
+        if l.starts_with("gateway:") {
+            gateway = Some(l);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = gateway.expect("a gateway line");
+    let url = line.rsplit(' ').next().unwrap();
+    assert!(url.starts_with("mqtt://127.0.0.1:"), "{line}");
+    assert!(line.contains("ofmon pair --gateway"), "{line}");
+}
