@@ -530,6 +530,8 @@ impl<'c> Syncer<'c> {
         let plan = self.plan()?;
         let mut dests: HashMap<String, i64> = HashMap::new();
         let mut total = 0;
+        // Pending per device, counted once (a full pass over its records).
+        let mut pending_of: HashMap<&str, u64> = HashMap::new();
         for (d, s) in &plan {
             if let Some(s) = s {
                 let id = match dests.get(s) {
@@ -540,7 +542,9 @@ impl<'c> Syncer<'c> {
                         id
                     }
                 };
-                total += outbox::counts(self.conn, id, &d.id)?.pending;
+                let p = outbox::counts(self.conn, id, &d.id)?.pending;
+                pending_of.insert(&d.id, p);
+                total += p;
             }
         }
         progress(Progress::Start { pending: total });
@@ -579,7 +583,10 @@ impl<'c> Syncer<'c> {
                 reports.push(r);
                 continue;
             };
-            let pending = outbox::counts(self.conn, dest, &d.id)?.pending;
+            let pending = match pending_of.get(d.id.as_str()) {
+                Some(p) => *p,
+                None => outbox::counts(self.conn, dest, &d.id)?.pending,
+            };
             progress(Progress::Device { device: d, pending });
             let status = match transport {
                 Transport::Mqtt => {
