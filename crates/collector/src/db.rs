@@ -277,7 +277,30 @@ fn i64_of(v: u64) -> i64 {
 
 impl Db {
     /// Opens (creating if needed) the database at `path`.
+    ///
+    /// A new database file is created readable by its owner only (mode
+    /// 0600 on Unix): it holds the ThingsBoard access tokens of the
+    /// devices (SQLite gives its `-wal` and `-shm` files the same mode).
     pub fn open(path: &Path) -> Result<Db, Error> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "cannot create the database {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
         let conn = Connection::open(path)?;
         Self::init(conn)
     }

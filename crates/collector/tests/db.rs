@@ -277,3 +277,36 @@ fn thingsboard_name_cache_and_gateway() {
         ("http://a", "t3")
     );
 }
+
+/// The database holds ThingsBoard tokens: a new one is private to its owner.
+#[cfg(unix)]
+#[test]
+fn a_new_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ofmon.db");
+    let db = Db::open(&path).unwrap();
+    db.conn()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    for f in ["ofmon.db", "ofmon.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
+    }
+    // Reopening an existing database works and keeps its contents.
+    drop(db);
+    let db = Db::open(&path).unwrap();
+    let n: i64 = db
+        .conn()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    // A database in a missing folder is a clear error, not a panic.
+    let Err(e) = Db::open(&dir.path().join("missing/ofmon.db")) else {
+        panic!("opened a database in a missing folder");
+    };
+    assert!(e.to_string().contains("cannot create the database"), "{e}");
+}
