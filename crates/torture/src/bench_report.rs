@@ -732,10 +732,10 @@ fn firmware_lines(f: &FirmwareSizes) -> Vec<Headline> {
     vec![
         Line::new(
             "firmware",
-            format!(
-                "Firmware image (OTA slot {} KiB)",
-                f.slot_kib.map_or("?".into(), |s| s.to_string())
-            ),
+            match f.slot_kib {
+                Some(s) => format!("Firmware image (OTA slot {s} KiB)"),
+                None => "Firmware image (OTA slot)".into(),
+            },
             "KiB",
             Better::Lower,
         )
