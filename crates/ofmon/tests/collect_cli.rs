@@ -1,60 +1,23 @@
 //! `ofmon pair/collect/export` as a user runs them, against the real
 //! simulator and against a fake device while being killed with SIGKILL.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use collector::Db;
 use collector::fake::{FakeDevice, sample_record};
 use protocol::{FleetSecret, Mac};
 
-fn ofmon(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ofmon"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("OFMON_HOME")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod common;
+use common::{ofmon, ok};
 
 #[test]
 fn sim_pair_collect_export_as_a_new_user() {
     let home = tempfile::tempdir().unwrap();
-    let fleet = sim::Fleet::start(sim::SimOptions {
-        devices: 2,
-        base_port: 0,
-        home: home.path().to_path_buf(),
-        speed: 1.0,
-        history_days: 0.02, // ~29 one-minute records each
-        phases: 3,
-        ..sim::SimOptions::default()
-    })
-    .unwrap();
+    // ~29 one-minute records each, caught up with real time (speed 1).
+    let fleet = common::fleet(home.path(), 2);
     let devs = fleet.devices();
     assert_eq!(devs.len(), 2);
-    // Let the simulated history catch up with real time (speed 1).
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while (0..2).any(|i| {
-        fleet
-            .stats(i)
-            .is_none_or(|s| s.lag_s > 1.0 || s.committed < 20)
-    }) {
-        assert!(Instant::now() < deadline, "simulator did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let listed = ok(&ofmon(home.path(), &["devices", "--json"]));
     assert!(listed.contains(&devs[0].id), "{listed}");
 

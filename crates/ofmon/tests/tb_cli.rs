@@ -3,51 +3,13 @@
 //! from the simulator, sync, then read the points back through the REST API.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
-fn ofmon(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ofmon"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("OFMON_HOME")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn rest_get(url: &str, jwt: &str) -> Value {
-    let mut r = ureq::get(url)
-        .header("X-Authorization", &format!("Bearer {jwt}"))
-        .call()
-        .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-}
-
-fn login(base: &str) -> String {
-    let body = format!(r#"{{"username":"{TENANT_USER}","password":"{TENANT_PASSWORD}"}}"#);
-    let mut r = ureq::post(&format!("{base}/api/auth/login"))
-        .header("Content-Type", "application/json")
-        .send(body.as_bytes())
-        .unwrap();
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-    v["token"].as_str().unwrap().to_string()
-}
+mod common;
+use common::{login, ofmon, ok, rest_get};
 
 #[test]
 fn tb_mock_prints_url_and_login() {
@@ -71,26 +33,8 @@ fn tb_mock_prints_url_and_login() {
 fn pair_by_rest_collect_sync_and_read_back() {
     let home = tempfile::tempdir().unwrap();
     let tb = MockServer::start().unwrap();
-    let fleet = sim::Fleet::start(sim::SimOptions {
-        devices: 2,
-        base_port: 0,
-        home: home.path().to_path_buf(),
-        speed: 1.0,
-        history_days: 0.02,
-        phases: 3,
-        ..sim::SimOptions::default()
-    })
-    .unwrap();
+    let fleet = common::fleet(home.path(), 2);
     let devs = fleet.devices();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while (0..2).any(|i| {
-        fleet
-            .stats(i)
-            .is_none_or(|s| s.lag_s > 1.0 || s.committed < 20)
-    }) {
-        assert!(Instant::now() < deadline, "simulator did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
     let url = tb.url();
     // Device 0 gets an explicit name; device 1 is named after its SSID.
     ok(&ofmon(

@@ -9,55 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
-fn ofmon(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ofmon"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("OFMON_HOME")
-        .env_remove("OFMON_TB_USER")
-        .env_remove("OFMON_TB_PASSWORD")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fleet(home: &Path, n: usize) -> sim::Fleet {
-    let fleet = sim::Fleet::start(sim::SimOptions {
-        devices: n,
-        base_port: 0,
-        home: home.to_path_buf(),
-        speed: 1.0,
-        history_days: 0.02,
-        phases: 3,
-        ..sim::SimOptions::default()
-    })
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while (0..n).any(|i| {
-        fleet
-            .stats(i)
-            .is_none_or(|s| s.lag_s > 1.0 || s.committed < 20)
-    }) {
-        assert!(Instant::now() < deadline, "simulator did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    fleet
-}
+mod common;
+use common::{fleet, login, ofmon, ok, rest_get, stderr};
 
 fn known(home: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = vec!["devices", "--json"];
@@ -66,6 +19,23 @@ fn known(home: &Path, extra: &[&str]) -> (Value, String) {
     let out = ok(&o);
     let v: Value = serde_json::from_str(&out).unwrap();
     (v["known"][0].clone(), stderr(&o))
+}
+
+/// `ofmon pair --gateway` against the mock at `url` as its tenant, plus
+/// `extra` arguments.
+fn pair_gateway(home: &Path, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "pair",
+        "--gateway",
+        "--thingsboard",
+        url,
+        "--user",
+        TENANT_USER,
+        "--password",
+        TENANT_PASSWORD,
+    ];
+    args.extend_from_slice(extra);
+    ofmon(home, &args)
 }
 
 #[test]
@@ -238,53 +208,15 @@ fn gateway_pair_sync_and_read_back_by_name() {
         ],
     ));
     assert!(tb.device("garage").is_none());
-    let out = ok(&ofmon(
-        h,
-        &[
-            "pair",
-            "--gateway",
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-        ],
-    ));
+    let out = ok(&pair_gateway(h, &url, &[]));
     assert!(out.contains("created gateway device"), "{out}");
     let gw = tb.device("OFMon gateway").unwrap();
     assert!(gw.gateway);
     // Again: found, not duplicated.
-    let out = ok(&ofmon(
-        h,
-        &[
-            "pair",
-            "--gateway",
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-        ],
-    ));
+    let out = ok(&pair_gateway(h, &url, &[]));
     assert!(out.contains("found gateway device"), "{out}");
     // A non-gateway device of that name is refused clearly.
-    let o = ofmon(
-        h,
-        &[
-            "pair",
-            "--gateway",
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-            "--name",
-            "kitchen",
-        ],
-    );
+    let o = pair_gateway(h, &url, &["--name", "kitchen"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not a gateway"), "{}", stderr(&o));
 
@@ -313,31 +245,8 @@ fn gateway_pair_sync_and_read_back_by_name() {
     assert!(tb.device("garage").is_some(), "created by the gateway");
 
     // Read back through the REST API by name, as a dashboard would.
-    let c = ureq::agent();
-    let body = format!(r#"{{"username":"{TENANT_USER}","password":"{TENANT_PASSWORD}"}}"#);
-    let v: Value = serde_json::from_str(
-        &c.post(&format!("{url}/api/auth/login"))
-            .header("Content-Type", "application/json")
-            .send(body.as_bytes())
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap(),
-    )
-    .unwrap();
-    let jwt = v["token"].as_str().unwrap().to_string();
-    let get = |u: &str| -> Value {
-        serde_json::from_str(
-            &c.get(u)
-                .header("X-Authorization", &format!("Bearer {jwt}"))
-                .call()
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let jwt = login(&url);
+    let get = |u: &str| rest_get(u, &jwt);
     let db = collector::Db::open(&h.join("ofmon.db")).unwrap();
     for (name, id) in [("kitchen", &devs[0].id), ("garage", &devs[1].id)] {
         let d = get(&format!("{url}/api/tenant/devices?deviceName={name}"));
