@@ -5,25 +5,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broker::{self, subscribe};
 use common::*;
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tbsync::{DeviceStatus, SyncOptions, Syncer, Transport};
 
 struct Broker {
-    child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _m: broker::Mosquitto,
 }
 
 fn mosquitto() -> Broker {
@@ -31,73 +22,11 @@ fn mosquitto() -> Broker {
 }
 
 fn mosquitto_with(anonymous: bool) -> Broker {
-    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect(
-            "mosquitto not installed (Debian package `mosquitto`; `cargo xtask ci` installs it)",
-        );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("m.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous {anonymous}\nmax_packet_size 65536\n"),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "mosquitto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Broker {
-        child,
-        port,
-        _dir: dir,
-    }
-}
-
-/// Subscribes to `filter`; returns a receiver of (topic, payload).
-fn subscribe(port: u16, filter: &str) -> std::sync::mpsc::Receiver<(String, Vec<u8>)> {
-    let mut mo = MqttOptions::new(format!("watch-{port}"), "127.0.0.1", port);
-    mo.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut conn) = Client::new(mo, 100);
-    client.subscribe(filter, QoS::AtLeastOnce).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _client = client;
-        for ev in conn.iter() {
-            match ev {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    rx
+    let port = broker::free_port();
+    let conf =
+        format!("listener {port} 127.0.0.1\nallow_anonymous {anonymous}\nmax_packet_size 65536\n");
+    let m = broker::Mosquitto::start(tempfile::tempdir().unwrap(), &conf, &[port]);
+    Broker { port, _m: m }
 }
 
 fn drain(
@@ -277,11 +206,7 @@ fn broker_down_then_up_resumes() {
     add_device(&conn, "MB01", "mq", Some("tok"), None);
     add_records(&conn, "MB01", 1, 200, false);
     // Nobody listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = broker::free_port();
     let o = SyncOptions {
         max_retries: 2,
         ..opts(format!("mqtt://127.0.0.1:{port}"), Transport::Mqtt)

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broker::{self, subscribe};
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tbsync::{DeviceStatus, SyncOptions, Syncer, Transport};
 use thingsboard_mock::MockServer;
@@ -114,40 +113,18 @@ fn https_with_wrong_ca_is_refused_and_nothing_marked() {
 /// mosquitto with a TLS listener (the CA's server certificate) and a plain
 /// listener for the test's own subscriber.
 struct Broker {
-    child: Child,
     tls_port: u16,
     plain_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    _m: broker::Mosquitto,
 }
 
 fn mosquitto_tls(ca: &str, cert: &str, key: &str) -> Broker {
-    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect(
-            "mosquitto not installed (Debian package `mosquitto`; `cargo xtask ci` installs it)",
-        );
     let dir = tempfile::tempdir().unwrap();
     let path = |n: &str| dir.path().join(n);
     std::fs::write(path("ca.pem"), ca).unwrap();
     std::fs::write(path("server.pem"), cert).unwrap();
     std::fs::write(path("server.key"), key).unwrap();
-    let (tls_port, plain_port) = (free_port(), free_port());
+    let (tls_port, plain_port) = (broker::free_port(), broker::free_port());
     let conf = format!(
         "allow_anonymous true\nmax_packet_size 65536\n\
          listener {plain_port} 127.0.0.1\n\
@@ -156,59 +133,12 @@ fn mosquitto_tls(ca: &str, cert: &str, key: &str) -> Broker {
         path("server.pem").display(),
         path("server.key").display()
     );
-    std::fs::write(path("m.conf"), conf).unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(path("m.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    for port in [plain_port, tls_port] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "mosquitto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let m = broker::Mosquitto::start(dir, &conf, &[plain_port, tls_port]);
     Broker {
-        child,
         tls_port,
         plain_port,
-        _dir: dir,
+        _m: m,
     }
-}
-
-/// Subscribes (plain listener) to `filter`; a receiver of payloads.
-fn subscribe(port: u16, filter: &str) -> std::sync::mpsc::Receiver<Vec<u8>> {
-    let mut mo = MqttOptions::new(format!("watch-{port}"), "127.0.0.1", port);
-    mo.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut conn) = Client::new(mo, 100);
-    client.subscribe(filter, QoS::AtLeastOnce).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _client = client;
-        for ev in conn.iter() {
-            match ev {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p.payload.to_vec()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    rx
 }
 
 #[test]
@@ -232,7 +162,7 @@ fn mqtts_with_private_ca() {
     let mut ts = Vec::new();
     let t = Instant::now();
     while ts.len() < 100 && t.elapsed() < Duration::from_secs(20) {
-        if let Ok(p) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Ok((_, p)) = rx.recv_timeout(Duration::from_millis(200)) {
             let v: Value = serde_json::from_slice(&p).unwrap();
             for pt in v.as_array().unwrap() {
                 ts.push(pt["ts"].as_i64().unwrap());

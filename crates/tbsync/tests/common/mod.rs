@@ -2,6 +2,8 @@
 //! of what the mock server holds.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::Path;
 
 use rusqlite::{Connection, params};
