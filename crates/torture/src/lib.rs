@@ -26,7 +26,7 @@
 //!   [`campaign::CampaignReport`]; [`campaign::render`] turns it into
 //!   `docs/RELIABILITY.md` (binary `torture`, run by `cargo xtask torture`).
 //! - [`bench_report`]: renders `docs/BENCHMARKS.md` from the benches' JSON
-//!   (binary `bench-report`, run by `cargo xtask report`).
+//!   (binary `bench-report`, run by `cargo xtask bench`).
 //!
 //! Architecture invariants: loopback only; every campaign is seeded and
 //! returns figures instead of printing them; nothing here is used by the
