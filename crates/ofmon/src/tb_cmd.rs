@@ -202,6 +202,7 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
         ca_pem,
         ..SyncOptions::default()
     };
+    let opts_ca = opts.ca_pem.clone();
     let syncer = Syncer::new(db.conn(), opts)?;
     let bar = if args.json {
         indicatif::ProgressBar::hidden()
@@ -269,9 +270,24 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
         if moved > 0 {
             println!(
                 "{moved} records were re-sent at a corrected time (time reconstruction changed \
-                 it after an earlier sync); ThingsBoard still holds their earlier points at the \
-                 old times"
+                 it after an earlier sync)"
             );
+        }
+    }
+    // Delete the earlier points of re-sent records where a login is saved;
+    // never fails the sync.
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let lines = match delete_stale(&home, &db, timeout, opts_ca.as_deref()) {
+        Ok(lines) => lines,
+        Err(e) => vec![format!(
+            "warning: could not delete the earlier points of re-sent records: {e:#}"
+        )],
+    };
+    for l in lines {
+        if args.json {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
         }
     }
     if r.devices.is_empty() {
@@ -294,6 +310,121 @@ fn sync_inner(args: &SyncArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Deletes the earlier points of records re-sent at a corrected ts
+/// (`sync_stale`) on each server with a saved REST login, for devices with
+/// a known ThingsBoard id; returns the lines to print (what was deleted,
+/// what remains and why).
+fn delete_stale(
+    home: &Home,
+    db: &collector::Db,
+    timeout: Duration,
+    ca_pem: Option<&[u8]>,
+) -> Result<Vec<String>> {
+    use std::collections::BTreeMap;
+    use tbsync::rest::{Credentials, LOGIN_FILE, LoginStore};
+
+    let queued = tbsync::stale::queued(db.conn())?;
+    if queued.is_empty() {
+        return Ok(Vec::new());
+    }
+    let devices: BTreeMap<String, collector::db::DeviceRow> = db
+        .devices()?
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect();
+    // REST server → groups; points that no server can take.
+    let mut by_server: BTreeMap<String, Vec<tbsync::stale::StaleGroup>> = BTreeMap::new();
+    let mut no_id = 0u64;
+    for (url, mut g) in queued {
+        let d = devices.get(&g.device);
+        let server = d
+            .and_then(|d| d.tb_server.as_deref())
+            .map(tbsync::outbox::normalize_url);
+        match (server, d.and_then(|d| d.tb_id.clone())) {
+            // The point is on the destination; the device's id is known on
+            // the server it was paired with (same host: the MQTT URL of a
+            // server differs from its REST URL in scheme and port).
+            (Some(s), Some(id)) if host_of(&s) == host_of(&url) => {
+                g.tb_id = id;
+                by_server.entry(s).or_default().push(g);
+            }
+            _ => no_id += g.ts.len() as u64,
+        }
+    }
+    let store = LoginStore::new(home.file(LOGIN_FILE));
+    let mut lines = Vec::new();
+    let mut deleted = 0u64;
+    let mut no_login: Vec<(String, u64)> = Vec::new();
+    for (server, groups) in by_server {
+        let n: u64 = groups.iter().map(|g| g.ts.len() as u64).sum();
+        let saved = match store.get(&server) {
+            Ok(s) => s,
+            Err(e) => {
+                lines.push(format!("warning: ThingsBoard {server}: {e}"));
+                None
+            }
+        };
+        let Some(saved) = saved else {
+            no_login.push((server, n));
+            continue;
+        };
+        let r = tbsync::stale::delete_blocking(
+            db.conn(),
+            &server,
+            Credentials::RefreshToken(&saved.refresh_token),
+            &groups,
+            timeout,
+            timeout.saturating_mul(4),
+            ca_pem,
+        );
+        match r {
+            Ok(d) => {
+                crate::tb_names::save_login(
+                    home,
+                    &server,
+                    saved.user.as_deref(),
+                    d.refresh_token.as_deref(),
+                )?;
+                deleted += d.deleted;
+                if d.remaining > 0 {
+                    lines.push(format!(
+                        "warning: {} earlier points of re-sent records remain on ThingsBoard \
+                         {server} (the next sync retries){}",
+                        d.remaining,
+                        d.error.map(|e| format!(": {e}")).unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => lines.push(format!(
+                "warning: {n} earlier points of re-sent records remain on ThingsBoard {server} \
+                 (the next sync retries): {e}"
+            )),
+        }
+    }
+    if deleted > 0 {
+        lines.insert(
+            0,
+            format!("deleted {deleted} earlier points of re-sent records from ThingsBoard"),
+        );
+    }
+    for (server, n) in no_login {
+        lines.push(format!(
+            "{n} earlier points of re-sent records remain on ThingsBoard {server} at their old \
+             times; to delete them, save a login once with `ofmon devices --thingsboard {server} \
+             --user USER --password PASSWORD` and sync again"
+        ));
+    }
+    if no_id > 0 {
+        lines.push(format!(
+            "{no_id} earlier points of re-sent records remain on ThingsBoard at their old times \
+             (their devices were not paired through the REST API, so their ThingsBoard ids are \
+             unknown; `ofmon devices --thingsboard URL --user USER --password PASSWORD` looks \
+             them up)"
+        ));
+    }
+    Ok(lines)
 }
 
 /// Logs in, finds the device `name` or creates it (with `profile`; with

@@ -15,7 +15,8 @@
 //! - a record whose ts changed since it was sent (time reconstruction
 //!   refined it) is sent again at its new ts and counted in
 //!   [`DeviceReport::moved`]: the server still holds the old point at the old
-//!   ts (ThingsBoard upserts by (key, ts) and has no "move").
+//!   ts (ThingsBoard upserts by (key, ts) and has no "move"), which is queued
+//!   for deletion ([`crate::stale`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -133,8 +134,8 @@ pub struct DeviceReport {
     pub rejected: u64,
     /// Records re-sent in this run at a new ts because time reconstruction
     /// changed their ts after an earlier sync. The server still holds their
-    /// old points at the old ts (stale duplicates; delete them with the REST
-    /// API's timeseries delete if they matter).
+    /// old points at the old ts; they are queued in `sync_stale` for
+    /// [`crate::stale::delete_blocking`].
     pub moved: u64,
     /// Outcome.
     pub status: DeviceStatus,

@@ -11,7 +11,9 @@
 //!   connection reuse, rustls, gzip only when the server accepts it;
 //! - [`mqtt`]: the MQTT device API and gateway API at QoS 1 (rumqttc);
 //! - [`rest`]: the REST API (login, find or create a device, its token,
-//!   device paging, telemetry read-back);
+//!   device paging, telemetry read-back and deletion);
+//! - [`stale`]: deleting the old points of records re-sent at a corrected
+//!   ts (`sync_stale` queue, REST API);
 //! - [`engine`]: the sync run — batching, 401/413/5xx policy, backoff with
 //!   jitter, per-device report.
 //!
@@ -30,8 +32,11 @@
 //! - A record counts as sent only at the ts the server accepted
 //!   (`sync_state.sent_ts_ms`): when time reconstruction later changes its
 //!   ts, it is pending again and re-sent at the new ts, and the run reports
-//!   it ([`DeviceReport::moved`]); the server keeps the old point at the old
-//!   ts as well (it upserts by (key, ts) and cannot move a point). A failed
+//!   it ([`DeviceReport::moved`]). The server keeps the old point at the old
+//!   ts as well (it upserts by (key, ts) and cannot move a point), so the old
+//!   ts is queued in `sync_stale` in the transaction that marks the resend,
+//!   and [`stale::delete_blocking`] deletes it through the REST API when a
+//!   login is saved (`ofmon sync` does this at the end of the run). A failed
 //!   resend keeps the recorded ts, so the report stays right across runs.
 //! - TLS for `https://` and `mqtts://` is rustls only; `--ca-file`
 //!   ([`SyncOptions::ca_pem`]) adds a private CA. An untrusted certificate
@@ -43,6 +48,7 @@ pub mod http;
 pub mod mqtt;
 pub mod outbox;
 pub mod rest;
+pub mod stale;
 pub mod telemetry;
 
 pub use engine::{DeviceReport, DeviceStatus, Progress, Report, SyncOptions, Syncer, Transport};

@@ -23,7 +23,12 @@
 //! otherwise it is pending again and is re-sent at its new ts.
 //! [`mark_sent`] returns those moved records with their old ts: the server
 //! keeps the old point too (it upserts by (key, ts), it never moves a point),
-//! so the sync reports them.
+//! so the sync reports them, and [`mark_sent`] queues each old point in
+//! `sync_stale (destination_id, device_id, ts_ms, added_ms)` (created here)
+//! in the same transaction. [`crate::stale`] deletes the queued points
+//! through the REST API when a login is saved ([`stale_points`],
+//! [`remove_stale`]). A ts that is sent again (another record moved onto
+//! it) leaves the queue: that point is live again.
 
 use std::fmt::Write;
 
@@ -102,6 +107,7 @@ pub fn prepare(conn: &Connection) -> Result<(), Error> {
 /// and adds `sync_state.sent_ts_ms` to databases that lack it.
 pub fn prepare_tables(conn: &Connection) -> Result<(), Error> {
     conn.execute_batch(OUTBOX_SCHEMA)?;
+    conn.execute_batch(STALE_SCHEMA)?;
     if has_sent_ts(conn)? {
         return Ok(());
     }
@@ -119,6 +125,16 @@ pub fn prepare_tables(conn: &Connection) -> Result<(), Error> {
     tx.commit()?;
     Ok(())
 }
+
+/// Old points of moved records still on a server: `(destination, device,
+/// ts)` of a point to delete there.
+const STALE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sync_stale (
+    destination_id INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    added_ms INTEGER NOT NULL,
+    PRIMARY KEY (destination_id, device_id, ts_ms)
+) WITHOUT ROWID;";
 
 fn has_sent_ts(conn: &Connection) -> Result<bool, Error> {
     Ok(conn.query_row(
@@ -330,7 +346,9 @@ pub struct Moved {
 
 /// Marks records `sent` at the ts that was sent, `(seq, ts_ms)` in seq
 /// order, in one committed transaction; call only after the server accepted
-/// them. Returns the records that had been sent before at another ts.
+/// them. Returns the records that had been sent before at another ts and
+/// queues their old points in `sync_stale` (same transaction); a ts sent now
+/// leaves that queue.
 pub fn mark_sent(
     conn: &Connection,
     dest: i64,
@@ -391,6 +409,33 @@ pub fn mark_sent(
             st.execute(params![dest, device, seq_i64(start), now_ms, ts])?;
             i = j;
         }
+        // The points just sent are live: none of them is stale any more
+        // (a record moved back, or another record moved onto that ts).
+        let any_stale: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sync_stale WHERE destination_id = ?1
+                 AND device_id = ?2)",
+            )?
+            .query_row(params![dest, device], |r| r.get(0))?;
+        if any_stale {
+            let mut live = tx.prepare_cached(
+                "DELETE FROM sync_stale WHERE destination_id = ?1 AND device_id = ?2
+                 AND ts_ms = ?3",
+            )?;
+            for s in sent {
+                live.execute(params![dest, device, s.1])?;
+            }
+        }
+        let mut queue = tx.prepare_cached(
+            "INSERT OR IGNORE INTO sync_stale (destination_id, device_id, ts_ms, added_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for m in &moved {
+            // Unless another record was just sent at that very ts.
+            if sent.iter().all(|s| s.1 != m.old_ts_ms) {
+                queue.execute(params![dest, device, m.old_ts_ms, now_ms])?;
+            }
+        }
     }
     tx.commit()?;
     Ok(moved)
@@ -418,6 +463,35 @@ pub fn sent_seqs(conn: &Connection, dest: i64, device: &str) -> Result<Vec<u64>,
         .map(|r| r.map(|s| s.max(0) as u64))
         .collect::<Result<_, _>>()?;
     Ok(v)
+}
+
+/// Old points waiting for deletion: `(destination, destination URL, device,
+/// ts)`, in that order.
+pub fn stale_points(conn: &Connection) -> Result<Vec<(i64, String, String, i64)>, Error> {
+    let mut st = conn.prepare(
+        "SELECT s.destination_id, d.url, s.device_id, s.ts_ms FROM sync_stale s
+         JOIN destination d ON d.id = s.destination_id
+         ORDER BY s.destination_id, s.device_id, s.ts_ms",
+    )?;
+    let v = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
+/// Removes old points from the queue once the server deleted them.
+pub fn remove_stale(conn: &Connection, dest: i64, device: &str, ts: &[i64]) -> Result<(), Error> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "DELETE FROM sync_stale WHERE destination_id = ?1 AND device_id = ?2 AND ts_ms = ?3",
+        )?;
+        for t in ts {
+            st.execute(params![dest, device, t])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The destination id of a server if it exists (no write).
@@ -523,5 +597,18 @@ mod tests {
             (sent_ts(1), sent_ts(2), sent_ts(3)),
             (Some(100), Some(250), Some(300))
         );
+        let stale = stale_points(&conn).unwrap();
+        assert_eq!(
+            stale,
+            vec![(1, "http://tb".to_string(), "D".to_string(), 200)]
+        );
+        // Record 3 moves onto the old ts of 2: that point is live again, and
+        // 3's old point is queued instead.
+        let moved = mark_sent(&conn, 1, "D", &[(3, 200)], 4).unwrap();
+        assert_eq!(moved.len(), 1);
+        let ts: Vec<i64> = stale_points(&conn).unwrap().iter().map(|p| p.3).collect();
+        assert_eq!(ts, vec![300]);
+        remove_stale(&conn, 1, "D", &[300]).unwrap();
+        assert!(stale_points(&conn).unwrap().is_empty());
     }
 }

@@ -10,6 +10,9 @@
 //! [`RestClient::provision_gateway`] does the same for a gateway device
 //! (`additionalInfo.gateway = true`). [`fetch_devices_blocking`] reads the
 //! current name and label of devices by id for `ofmon devices`.
+//! [`RestClient::delete_timeseries`] deletes points (`DELETE
+//! /api/plugins/telemetry/DEVICE/{id}/timeseries/delete`), which
+//! [`crate::stale`] uses for the old points of records whose ts changed.
 //!
 //! [`LoginStore`] keeps one refresh token per server in a file readable by
 //! its owner only (mode 0600), so the password itself is never stored.
@@ -360,6 +363,41 @@ impl RestClient {
             }
             page += 1;
         }
+    }
+
+    /// Deletes the points of `keys` with `start_ts <= ts < end_ts` (the end
+    /// is exclusive: one point at `t` is `t, t + 1`); the latest value of a
+    /// key is rewritten from what remains. A device that no longer exists is
+    /// an error.
+    pub async fn delete_timeseries(
+        &self,
+        device_id: &str,
+        keys: &[&str],
+        start_ts: i64,
+        end_ts: i64,
+    ) -> Result<(), Error> {
+        let what = "delete timeseries";
+        let resp = self
+            .client
+            .delete(format!(
+                "{}/api/plugins/telemetry/DEVICE/{device_id}/timeseries/delete",
+                self.base
+            ))
+            .header("X-Authorization", format!("Bearer {}", self.jwt))
+            .query(&[
+                ("keys", keys.join(",")),
+                ("startTs", start_ts.to_string()),
+                ("endTs", end_ts.to_string()),
+                ("deleteAllDataForKeys", "false".to_string()),
+                ("rewriteLatestIfDeleted", "true".to_string()),
+            ])
+            .send()
+            .await
+            .map_err(|e| net(what, e))?;
+        if !resp.status().is_success() {
+            return Err(error_of(what, resp).await);
+        }
+        Ok(())
     }
 
     /// Reads time series back: key → [(ts, value as the server's string)],

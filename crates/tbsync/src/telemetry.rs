@@ -53,6 +53,39 @@ pub struct Reading {
     pub circuits: Vec<Circuit>,
 }
 
+/// Every key a point can carry (CTs 1..=3, three voltage sensors,
+/// `ts_uncertainty_ms`): what to name when deleting a point.
+pub fn all_keys() -> Vec<String> {
+    let mut k: Vec<String> = [
+        "v_rms",
+        "v_rms_2",
+        "v_rms_3",
+        "frequency",
+        "i_rms",
+        "real_power",
+        "apparent_power",
+        "power_factor",
+        "kwh",
+        "ts_uncertainty_ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for ct in 1..=3 {
+        for name in [
+            "i_rms",
+            "real_power",
+            "apparent_power",
+            "power_factor",
+            "import_kwh",
+            "export_kwh",
+        ] {
+            k.push(format!("{name}_{ct}"));
+        }
+    }
+    k
+}
+
 /// Writes `v / 10^decimals` as a decimal number with exactly `decimals`
 /// fraction digits.
 fn fixed(out: &mut Vec<u8>, v: i64, decimals: u32) {
@@ -234,5 +267,17 @@ mod tests {
             ..r
         };
         assert!(!r0.to_json().contains("ts_uncertainty_ms"));
+        let three = Reading {
+            v_cv: [Some(1), Some(2), Some(3)],
+            ts_uncertainty_ms: 7,
+            ..r0.clone()
+        };
+        let all = all_keys();
+        for reading in [&three, &r0] {
+            for (key, _) in reading.expected_values() {
+                assert!(all.contains(&key), "{key} missing from all_keys");
+            }
+        }
+        assert_eq!(all.len(), 3 + 1 + 5 + 1 + 3 * 6);
     }
 }

@@ -104,6 +104,17 @@ fn changed_ts_is_resent_and_reported() {
     // The old points remain (ThingsBoard cannot move a point): exactly the
     // three that the report counted.
     assert_eq!(v.len(), 13);
+    // Queued for deletion (`ofmon sync` deletes them when a login is saved).
+    let mut old: Vec<(String, i64)> = tbsync::outbox::stale_points(&conn)
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.2, p.3))
+        .collect();
+    old.sort();
+    let want: Vec<(String, i64)> = (4..=6u64)
+        .map(|seq| ("D1".to_string(), reading("D1", seq).ts_ms))
+        .collect();
+    assert_eq!(old, want);
 
     // Nothing more to do.
     let r = Syncer::new(&conn, opts(&m.url()))
