@@ -5,7 +5,7 @@
 //! been acknowledged beyond what the database durably holds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -171,27 +171,17 @@ pub fn run(home: &Path, ofmon: &Path, o: &CrashOptions) -> Result<CrashReport> {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning ofmon collect")?;
-        let t = Instant::now();
         let at = Duration::from_millis(rng.below(budget_ms + 1));
-        let mut finished = false;
-        while t.elapsed() < at {
-            if child.try_wait().ok().flatten().is_some() {
-                finished = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if finished {
+        let (ran, killed) = kill_after(&mut child, at);
+        if !killed {
             rep.finished_before_kill += 1;
             // Give it more rope next time, so kills land inside runs.
-            budget_ms = (t.elapsed().as_millis() as u64).max(budget_ms / 2).max(50);
+            budget_ms = (ran.as_millis() as u64).max(budget_ms / 2).max(50);
             // The device adds records meanwhile; make the next run longer.
             std::thread::sleep(Duration::from_millis(rng.below(300)));
             continue;
         }
-        let _ = child.kill(); // SIGKILL on Unix
-        let _ = child.wait();
-        let lived = t.elapsed().as_millis() as u64;
+        let lived = ran.as_millis() as u64;
         rep.kills += 1;
         rep.kill_after_ms.0 = rep.kill_after_ms.0.min(lived);
         rep.kill_after_ms.1 = rep.kill_after_ms.1.max(lived);
@@ -236,6 +226,22 @@ pub fn run(home: &Path, ofmon: &Path, o: &CrashOptions) -> Result<CrashReport> {
 }
 
 /// The collector database in an ofmon home.
+/// Lets `child` run for at most `at`, then kills it (SIGKILL on Unix) and
+/// reaps it. Returns how long it ran (up to its exit, or up to the reaping
+/// after the kill) and whether it was killed rather than finished first.
+pub(crate) fn kill_after(child: &mut Child, at: Duration) -> (Duration, bool) {
+    let t = Instant::now();
+    while t.elapsed() < at {
+        if child.try_wait().ok().flatten().is_some() {
+            return (t.elapsed(), false);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill(); // SIGKILL on Unix
+    let _ = child.wait();
+    (t.elapsed(), true)
+}
+
 fn find_db(home: &Path) -> Result<PathBuf> {
     let h = collector::home::Home::resolve(Some(home)).map_err(|e| anyhow!("{e}"))?;
     Ok(h.file(collector::home::DB_FILE))

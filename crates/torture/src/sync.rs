@@ -30,6 +30,7 @@ use tbsync::telemetry::{Circuit, Reading};
 use tbsync::{Gzip, Progress, SyncOptions, Syncer, Transport};
 use thingsboard_mock::MockServer;
 
+use crate::crash::kill_after;
 use crate::proxy::{Faults, Proxy, ProxyCounts};
 
 /// The fleet secret of the fixture's fake devices.
@@ -738,24 +739,14 @@ pub fn run_kills(home: &Path, ofmon: &Path, o: &SyncKillOptions) -> Result<SyncK
             .stderr(Stdio::null())
             .spawn()
             .context("spawning ofmon sync")?;
-        let t = Instant::now();
         let at = Duration::from_millis(rng.below(budget_ms + 1));
-        let mut finished = false;
-        while t.elapsed() < at {
-            if child.try_wait().ok().flatten().is_some() {
-                finished = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if finished {
+        let (ran, killed) = kill_after(&mut child, at);
+        if !killed {
             rep.finished_before_kill += 1;
-            budget_ms = (t.elapsed().as_millis() as u64).max(budget_ms / 2).max(50);
+            budget_ms = (ran.as_millis() as u64).max(budget_ms / 2).max(50);
             continue;
         }
-        let _ = child.kill(); // SIGKILL on Unix
-        let _ = child.wait();
-        let lived = t.elapsed().as_millis() as u64;
+        let lived = ran.as_millis() as u64;
         rep.kills += 1;
         rep.kill_after_ms.0 = rep.kill_after_ms.0.min(lived);
         rep.kill_after_ms.1 = rep.kill_after_ms.1.max(lived);
