@@ -54,6 +54,32 @@ fn status_error(s: &DeviceStatus) -> String {
     }
 }
 
+/// Runs one sync; its report and how many retries it made.
+fn run_counting_retries(conn: &rusqlite::Connection, o: SyncOptions) -> (tbsync::Report, u32) {
+    let mut retries = 0;
+    let r = Syncer::new(conn, o)
+        .unwrap()
+        .run(&mut |p| {
+            if matches!(p, tbsync::Progress::Retry { .. }) {
+                retries += 1;
+            }
+        })
+        .unwrap();
+    (r, retries)
+}
+
+/// No record of D1 is marked sent to `url`.
+fn assert_nothing_marked(conn: &rusqlite::Connection, url: &str) {
+    let dest = tbsync::outbox::find_destination(conn, url)
+        .unwrap()
+        .unwrap();
+    assert!(
+        tbsync::outbox::sent_seqs(conn, dest, "D1")
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[test]
 fn https_with_private_ca() {
     let (ca, cert, key) = pki();
@@ -83,15 +109,7 @@ fn https_with_wrong_ca_is_refused_and_nothing_marked() {
     let conn = create_db(&dir.path().join("c.db"));
     add_device(&conn, "D1", "m", Some("t"), None);
     add_records(&conn, "D1", 1, 20, false);
-    let mut retries = 0;
-    let r = Syncer::new(&conn, opts(m.url(), &other_ca))
-        .unwrap()
-        .run(&mut |p| {
-            if matches!(p, tbsync::Progress::Retry { .. }) {
-                retries += 1;
-            }
-        })
-        .unwrap();
+    let (r, retries) = run_counting_retries(&conn, opts(m.url(), &other_ca));
     let msg = status_error(&r.devices[0].status);
     assert!(
         msg.contains("certificate") && msg.contains("--ca-file"),
@@ -99,14 +117,7 @@ fn https_with_wrong_ca_is_refused_and_nothing_marked() {
     );
     assert_eq!(retries, 0, "a certificate failure is not retried");
     assert_eq!(r.sent(), 0);
-    let dest = tbsync::outbox::find_destination(&conn, &m.url())
-        .unwrap()
-        .unwrap();
-    assert!(
-        tbsync::outbox::sent_seqs(&conn, dest, "D1")
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_marked(&conn, &m.url());
     assert_eq!(m.point_count("m"), 0);
 }
 
@@ -195,15 +206,7 @@ fn mqtts_with_wrong_ca_is_refused_and_nothing_marked() {
         transport: Transport::Mqtt,
         ..opts(url.clone(), &other_ca)
     };
-    let mut retries = 0;
-    let r = Syncer::new(&conn, o)
-        .unwrap()
-        .run(&mut |p| {
-            if matches!(p, tbsync::Progress::Retry { .. }) {
-                retries += 1;
-            }
-        })
-        .unwrap();
+    let (r, retries) = run_counting_retries(&conn, o);
     let msg = status_error(&r.devices[0].status);
     assert!(
         msg.to_lowercase().contains("certificate") && msg.contains("--ca-file"),
@@ -211,12 +214,5 @@ fn mqtts_with_wrong_ca_is_refused_and_nothing_marked() {
     );
     assert_eq!(retries, 0, "a certificate failure is not retried");
     assert_eq!(r.sent(), 0);
-    let dest = tbsync::outbox::find_destination(&conn, &url)
-        .unwrap()
-        .unwrap();
-    assert!(
-        tbsync::outbox::sent_seqs(&conn, dest, "D1")
-            .unwrap()
-            .is_empty()
-    );
+    assert_nothing_marked(&conn, &url);
 }
