@@ -5,34 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
-fn ofmon(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ofmon"))
-        .args(args)
-        .arg("--home")
-        .arg(home)
-        .env_remove("OFMON_HOME")
-        .env_remove("OFMON_TB_USER")
-        .env_remove("OFMON_TB_PASSWORD")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod common;
+use common::{ofmon, ok};
 
 /// The device's record ts in the collector database.
 fn record_ts(home: &Path, device: &str) -> BTreeSet<i64> {
@@ -100,24 +78,7 @@ fn old_points_are_deleted_with_a_login_and_reported_without() {
     let h = home.path();
     let tb = MockServer::start().unwrap();
     let url = tb.url();
-    let fleet = sim::Fleet::start(sim::SimOptions {
-        devices: 1,
-        base_port: 0,
-        home: h.to_path_buf(),
-        speed: 1.0,
-        history_days: 0.02,
-        phases: 3,
-        ..sim::SimOptions::default()
-    })
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while fleet
-        .stats(0)
-        .is_none_or(|s| s.lag_s > 1.0 || s.committed < 20)
-    {
-        assert!(Instant::now() < deadline, "simulator did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let fleet = common::fleet(h, 1);
     let dev = fleet.devices()[0].clone();
     ok(&ofmon(
         h,
