@@ -10,7 +10,7 @@ use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
 mod common;
-use common::{ofmon, ok};
+use common::{ofmon, ok, pair_rest};
 
 /// The device's record ts in the collector database.
 fn record_ts(home: &Path, device: &str) -> BTreeSet<i64> {
@@ -80,21 +80,7 @@ fn old_points_are_deleted_with_a_login_and_reported_without() {
     let url = tb.url();
     let fleet = common::fleet(h, 1);
     let dev = fleet.devices()[0].clone();
-    ok(&ofmon(
-        h,
-        &[
-            "pair",
-            &dev.id,
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-            "--name",
-            "kitchen",
-        ],
-    ));
+    ok(&pair_rest(h, &dev.id, &url, &["--name", "kitchen"]));
     ok(&ofmon(h, &["collect", "--all", "--json"]));
     let out = ok(&ofmon(h, &["sync", "--json"]));
     let r: Value = serde_json::from_str(&out).unwrap();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
 mod common;
-use common::{login, ofmon, ok, rest_get};
+use common::{login, ofmon, ok, pair_rest, rest_get};
 
 #[test]
 fn tb_mock_prints_url_and_login() {
@@ -37,36 +37,13 @@ fn pair_by_rest_collect_sync_and_read_back() {
     let devs = fleet.devices();
     let url = tb.url();
     // Device 0 gets an explicit name; device 1 is named after its SSID.
-    ok(&ofmon(
+    ok(&pair_rest(
         home.path(),
-        &[
-            "pair",
-            &devs[0].id,
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-            "--name",
-            "kitchen",
-            "--profile",
-            "ofmon-meter",
-        ],
+        &devs[0].id,
+        &url,
+        &["--name", "kitchen", "--profile", "ofmon-meter"],
     ));
-    ok(&ofmon(
-        home.path(),
-        &[
-            "pair",
-            &devs[1].ssid,
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-        ],
-    ));
+    ok(&pair_rest(home.path(), &devs[1].ssid, &url, &[]));
     let kitchen = tb.device("kitchen").expect("device created on the server");
     assert_eq!(kitchen.profile, "ofmon-meter");
     assert!(tb.device(&devs[1].ssid).is_some());

@@ -10,7 +10,7 @@ use serde_json::Value;
 use thingsboard_mock::{MockServer, TENANT_PASSWORD, TENANT_USER};
 
 mod common;
-use common::{fleet, login, ofmon, ok, rest_get, stderr};
+use common::{fleet, login, ofmon, ok, pair_rest, rest_get, stderr};
 
 fn known(home: &Path, extra: &[&str]) -> (Value, String) {
     let mut args = vec!["devices", "--json"];
@@ -46,21 +46,7 @@ fn devices_show_server_names_fetched_and_cached() {
     let url = tb.url();
     let fleet = fleet(h, 1);
     let dev = fleet.devices()[0].clone();
-    ok(&ofmon(
-        h,
-        &[
-            "pair",
-            &dev.id,
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-            "--name",
-            "kitchen",
-        ],
-    ));
+    ok(&pair_rest(h, &dev.id, &url, &["--name", "kitchen"]));
     // The login is kept as a refresh token, owner-only, never the password.
     let login = h.join("thingsboard-login.json");
     let text = std::fs::read_to_string(&login).unwrap();
@@ -179,21 +165,7 @@ fn gateway_pair_sync_and_read_back_by_name() {
     let devs = fleet.devices();
     // One meter provisioned through REST, one paired with a token only:
     // the gateway creates that one on the server by its name.
-    ok(&ofmon(
-        h,
-        &[
-            "pair",
-            &devs[0].id,
-            "--thingsboard",
-            &url,
-            "--user",
-            TENANT_USER,
-            "--password",
-            TENANT_PASSWORD,
-            "--name",
-            "kitchen",
-        ],
-    ));
+    ok(&pair_rest(h, &devs[0].id, &url, &["--name", "kitchen"]));
     ok(&ofmon(
         h,
         &[

@@ -90,3 +90,21 @@ pub fn login(base: &str) -> String {
     let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     v["token"].as_str().unwrap().to_string()
 }
+
+/// `ofmon pair DEVICE --thingsboard URL` logged in as the mock's tenant
+/// (the device is created on the server through REST), plus `extra`
+/// arguments.
+pub fn pair_rest(home: &Path, device: &str, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "pair",
+        device,
+        "--thingsboard",
+        url,
+        "--user",
+        TENANT_USER,
+        "--password",
+        TENANT_PASSWORD,
+    ];
+    args.extend_from_slice(extra);
+    ofmon(home, &args)
+}
